@@ -1,0 +1,97 @@
+/*
+ * cfg.h: the configuration of llmqd, as parsed from /etc/llmq.yaml.
+ *
+ * A struct cfg is built whole by cfg_load() and never changed afterwards;
+ * a reload builds a new one and swaps it in.  Models refer to providers
+ * and roles to models by index into the arrays below, so the object is
+ * self-contained and can be freed with one call.  Durations are held in
+ * milliseconds.
+ */
+#ifndef LLMQ_CFG_H
+#define LLMQ_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum prov_kind { PROV_OLLAMA, PROV_OPENAI };
+
+enum complexity { CX_SIMPLE, CX_MEDIUM, CX_COMPLEX, CX_COUNT };
+
+struct cfg_provider {
+	char *name;
+	enum prov_kind kind;
+	char *url;		  /* base URL, no trailing slash */
+	int64_t timeout_ms;	  /* whole call; default 60s */
+	int64_t connect_timeout_ms; /* default 5s */
+	int concurrency;	  /* 0: no limit of its own */
+	size_t max_response;	  /* bytes; default 8 MiB */
+	char *api_key;		  /* from api_key_file / api_key_env; secret */
+};
+
+struct cfg_model {
+	char *name;		/* as sent to the provider */
+	int provider;		/* index into cfg.providers */
+	int fallback;		/* index into cfg.models, or -1 */
+	int concurrency;	/* 0: no limit of its own */
+};
+
+struct cfg_role {
+	char *name;		/* [a-z][a-z0-9_]*, at most 40 bytes */
+	int processes;		/* default 1 */
+	int concurrency;	/* default 1 */
+	int model;		/* index into cfg.models, or -1 when by complexity */
+	int by_complexity[CX_COUNT]; /* indexes, -1 when unset */
+	int64_t timeout_ms;	/* 0: the provider's timeout */
+	int max_attempts;	/* default 3 */
+};
+
+struct cfg {
+	char *path;
+	char *database;		/* libpq conninfo; required */
+	char *user;		/* NULL: do not change user */
+	char *pidfile;		/* default LOCALSTATEDIR/run/llmq/llmqd.pid */
+	char *log;		/* "syslog", "stderr" or a path; default syslog */
+	int log_level;		/* syslog level; default LOG_INFO */
+	int64_t poll_interval_ms; /* default 100 */
+	int batch_size;		/* default 50 */
+	int64_t lease_ms;	/* default 5m */
+	int64_t shutdown_timeout_ms; /* default 30s */
+	int64_t retention_ms;	/* default 90d */
+	int crash_limit;	/* deaths of one role ...; default 5 */
+	int64_t crash_window_ms; /* ... within this window; default 60s */
+	int limit_global;	/* limits.global; 0: none */
+
+	struct cfg_provider *providers;
+	size_t nproviders;
+	struct cfg_model *models;
+	size_t nmodels;
+	struct cfg_role *roles;
+	size_t nroles;
+
+	/* consumer: */
+	char *metrics_file;	/* NULL: none */
+	int64_t consumer_interval_ms; /* default 1s */
+};
+
+/*
+ * Parse and validate the file at path.  On error returns NULL and writes
+ * "FILE:LINE:COL: KEY.PATH: message" into err.
+ */
+struct cfg *cfg_load(const char *path, char *err, size_t errlen);
+/* Same, from a string (for unit tests); name is used in messages. */
+struct cfg *cfg_load_string(const char *name, const char *text,
+    char *err, size_t errlen);
+void cfg_free(struct cfg *);
+
+/*
+ * "100ms", "60s", "5m", "2h", "90d" (a bare number is seconds) into
+ * milliseconds.  Returns 0, or -1 when malformed or out of range.
+ */
+int cfg_parse_duration(const char *s, int64_t *ms);
+
+const struct cfg_role *cfg_role_find(const struct cfg *, const char *name);
+int cfg_model_find(const struct cfg *, const char *name); /* -1: none */
+const char *cfg_complexity_name(enum complexity);
+int cfg_complexity_parse(const char *); /* -1: unknown */
+
+#endif

@@ -1,0 +1,420 @@
+/*
+ * db.c: the statements llmqd runs, prepared once per connection.
+ *
+ * The claim is one UPDATE over a SKIP LOCKED sub-select that reads only
+ * the partial index of pending rows, so concurrent workers never block
+ * one another and never take the same row.  The finish is one UPDATE
+ * over a JSON array of results; it is fenced by status, holder and
+ * attempt so that a result that arrives late (after its row was rescued
+ * and claimed again) changes nothing.  The NOTIFY that wakes a caller is
+ * sent by a trigger in the same transaction.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "db.h"
+#include "log.h"
+#include "provider.h"
+#include "util.h"
+
+static const struct {
+	const char *name;
+	const char *sql;
+} stmts[] = {
+	{ "claim",
+	  "UPDATE llmq.requests r"
+	  "   SET status = 'processing', attempts = r.attempts + 1,"
+	  "       locked_by = $2, claimed_at = clock_timestamp(),"
+	  "       lease_until = clock_timestamp() +"
+	  "           $4::bigint * interval '1 millisecond',"
+	  "       max_attempts = coalesce(r.max_attempts, $5::integer)"
+	  "  FROM (SELECT id FROM llmq.requests"
+	  "         WHERE role = $1 AND status = 'pending'"
+	  "           AND run_after <= now()"
+	  "         ORDER BY priority DESC, run_after, id"
+	  "         LIMIT $3 FOR UPDATE SKIP LOCKED) c"
+	  " WHERE r.id = c.id"
+	  " RETURNING r.id, r.attempts, r.messages, r.options, r.model,"
+	  "           r.complexity, r.timeout_ms" },
+	{ "finish",
+	  "UPDATE llmq.requests r"
+	  "   SET status = v.status, response = v.response,"
+	  "       error_kind = v.error_kind, error_message = v.error_message,"
+	  "       http_status = v.http_status, model_used = v.model_used,"
+	  "       prompt_tokens = v.prompt_tokens,"
+	  "       completion_tokens = v.completion_tokens,"
+	  "       first_token_at = to_timestamp(v.first_us / 1e6),"
+	  "       finished_at = to_timestamp(v.finished_us / 1e6),"
+	  "       locked_by = NULL, lease_until = NULL"
+	  "  FROM jsonb_to_recordset($1::jsonb) AS v(id bigint,"
+	  "       attempt integer, status text, response text,"
+	  "       error_kind text, error_message text, http_status integer,"
+	  "       model_used text, prompt_tokens integer,"
+	  "       completion_tokens integer, first_us bigint,"
+	  "       finished_us bigint)"
+	  " WHERE r.id = v.id AND r.status = 'processing'"
+	  "   AND r.locked_by = $2 AND r.attempts = v.attempt" },
+	{ "fail",
+	  "UPDATE llmq.requests"
+	  "   SET status = 'failed', error_kind = $4, error_message = $5,"
+	  "       finished_at = clock_timestamp(),"
+	  "       locked_by = NULL, lease_until = NULL"
+	  " WHERE id = $2 AND status = 'processing' AND locked_by = $1"
+	  "   AND attempts = $3" },
+	{ "renew",
+	  "UPDATE llmq.requests"
+	  "   SET lease_until = clock_timestamp() +"
+	  "       $2::bigint * interval '1 millisecond'"
+	  " WHERE status = 'processing' AND locked_by = $1" },
+	{ "handback",
+	  "UPDATE llmq.requests"
+	  "   SET status = 'pending', attempts = attempts - 1,"
+	  "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
+	  " WHERE status = 'processing' AND locked_by = $1" },
+	{ "holders",
+	  "SELECT DISTINCT locked_by FROM llmq.requests"
+	  " WHERE status = 'processing' AND locked_by LIKE $1"
+	  "   AND ($2::text IS NULL OR role = $2)" },
+	/*
+	 * A row taken from a holder that is gone, or whose lease ran out:
+	 * its attempt was spent (the call may have reached the model), so
+	 * it fails once the attempts are used up.
+	 */
+	{ "rescue",
+	  "UPDATE llmq.requests"
+	  "   SET status = CASE WHEN attempts >= max_attempts"
+	  "                THEN 'failed' ELSE 'pending' END,"
+	  "       error_kind = CASE WHEN attempts >= max_attempts"
+	  "                THEN 'internal' END,"
+	  "       error_message = CASE WHEN attempts >= max_attempts"
+	  "                THEN $2::text || ' after ' || attempts || ' attempts' END,"
+	  "       finished_at = CASE WHEN attempts >= max_attempts"
+	  "                THEN clock_timestamp() END,"
+	  "       locked_by = NULL, lease_until = NULL"
+	  " WHERE status = 'processing' AND"
+	  "       (locked_by = $1 OR ($1 IS NULL AND lease_until < now()))" },
+	{ "purge",
+	  "DELETE FROM llmq.requests WHERE id IN"
+	  " (SELECT id FROM llmq.requests"
+	  "   WHERE status IN ('completed', 'failed', 'cancelled')"
+	  "     AND created_at < now() - $1::bigint * interval '1 millisecond'"
+	  "   LIMIT $2)" },
+	{ "register",
+	  "INSERT INTO llmq.roles (name) VALUES ($1) ON CONFLICT DO NOTHING" },
+};
+
+static void
+log_pg(PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *msg;
+	size_t len;
+
+	msg = res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+	len = strlen(msg);
+	while (len > 0 && msg[len - 1] == '\n')
+		len--;
+	log_warnx("%s failed: %.*s", what, (int)len, msg);
+}
+
+int
+db_lost(PGconn *conn)
+{
+	return conn == NULL || PQstatus(conn) != CONNECTION_OK;
+}
+
+PGconn *
+db_connect(const char *conninfo, const char *appname)
+{
+	const char *keys[] = { "dbname", "application_name", NULL };
+	const char *vals[] = { conninfo, appname, NULL };
+	PGconn *conn;
+	PGresult *res;
+	size_t i;
+
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		log_pg(conn, NULL, "connection to database");
+		PQfinish(conn);
+		return NULL;
+	}
+	for (i = 0; i < nitems(stmts); i++) {
+		res = PQprepare(conn, stmts[i].name, stmts[i].sql, 0, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			log_pg(conn, res, "preparing statements (has "
+			    "\"llmqctl migrate\" been run?)");
+			PQclear(res);
+			PQfinish(conn);
+			return NULL;
+		}
+		PQclear(res);
+	}
+	return conn;
+}
+
+/* Run a prepared statement; returns its result or NULL (logged). */
+static PGresult *
+run(PGconn *conn, const char *name, int n, const char *const *vals,
+    ExecStatusType want)
+{
+	PGresult *res;
+
+	res = PQexecPrepared(conn, name, n, vals, NULL, NULL, 0);
+	if (PQresultStatus(res) != want) {
+		log_pg(conn, res, name);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+/* Run a prepared command and return the rows it touched, or -1. */
+static int
+run_cmd(PGconn *conn, const char *name, int n, const char *const *vals)
+{
+	PGresult *res;
+	int rows;
+
+	if ((res = run(conn, name, n, vals, PGRES_COMMAND_OK)) == NULL)
+		return -1;
+	rows = atoi(PQcmdTuples(res));
+	PQclear(res);
+	return rows;
+}
+
+int
+db_listen(PGconn *conn, const char *role)
+{
+	PGresult *res;
+	char *chan, *sql;
+	int rc = 0;
+
+	chan = xasprintf("llmq_req_%s", role);
+	sql = xasprintf("LISTEN %s", chan);
+	/* Role names are [a-z][a-z0-9_]*, checked by the config parser. */
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_pg(conn, res, "LISTEN");
+		rc = -1;
+	}
+	PQclear(res);
+	free(sql);
+	free(chan);
+	return rc;
+}
+
+int
+db_register_role(PGconn *conn, const char *role)
+{
+	const char *v[] = { role };
+
+	return run_cmd(conn, "register", 1, v) < 0 ? -1 : 0;
+}
+
+static char *
+dup_or_null(const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col))
+		return NULL;
+	return xstrdup(PQgetvalue(res, row, col));
+}
+
+int
+db_claim(PGconn *conn, const char *role, const char *me, int n,
+    int64_t lease_ms, int max_attempts, struct claimed **out)
+{
+	char nbuf[16], lbuf[24], mbuf[16];
+	const char *v[] = { role, me, nbuf, lbuf, mbuf };
+	struct claimed *rows;
+	PGresult *res;
+	int i, count;
+
+	snprintf(nbuf, sizeof(nbuf), "%d", n);
+	snprintf(lbuf, sizeof(lbuf), "%lld", (long long)lease_ms);
+	snprintf(mbuf, sizeof(mbuf), "%d", max_attempts);
+	*out = NULL;
+	if ((res = run(conn, "claim", 5, v, PGRES_TUPLES_OK)) == NULL)
+		return -1;
+	count = PQntuples(res);
+	rows = count > 0 ? xcalloc(count, sizeof(*rows)) : NULL;
+	for (i = 0; i < count; i++) {
+		rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		rows[i].attempt = atoi(PQgetvalue(res, i, 1));
+		rows[i].messages = xstrdup(PQgetvalue(res, i, 2));
+		rows[i].options = xstrdup(PQgetvalue(res, i, 3));
+		rows[i].model = dup_or_null(res, i, 4);
+		rows[i].complexity = dup_or_null(res, i, 5);
+		rows[i].timeout_ms = PQgetisnull(res, i, 6) ? 0 :
+		    strtoll(PQgetvalue(res, i, 6), NULL, 10);
+	}
+	PQclear(res);
+	*out = rows;
+	return count;
+}
+
+void
+db_claimed_free(struct claimed *rows, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		free(rows[i].messages);
+		free(rows[i].options);
+		free(rows[i].model);
+		free(rows[i].complexity);
+	}
+	free(rows);
+}
+
+static void
+add_str(json_object *o, const char *key, const char *val)
+{
+	if (val != NULL)
+		json_object_object_add(o, key, json_object_new_string(val));
+}
+
+static void
+add_int(json_object *o, const char *key, int64_t val)
+{
+	json_object_object_add(o, key, json_object_new_int64(val));
+}
+
+int
+db_finish(PGconn *conn, const char *me, const struct call *list)
+{
+	const struct call *c;
+	json_object *arr, *o;
+	const char *v[2];
+	int rows;
+
+	arr = json_object_new_array();
+	for (c = list; c != NULL; c = c->next) {
+		o = json_object_new_object();
+		add_int(o, "id", c->id);
+		add_int(o, "attempt", c->attempt);
+		add_str(o, "status", c->ok ? "completed" : "failed");
+		add_str(o, "response", c->text);
+		add_str(o, "error_kind", c->error_kind);
+		add_str(o, "error_message", c->error_message);
+		if (c->http_status > 0)
+			add_int(o, "http_status", c->http_status);
+		add_str(o, "model_used", c->model_name);
+		if (c->prompt_tokens >= 0)
+			add_int(o, "prompt_tokens", c->prompt_tokens);
+		if (c->completion_tokens >= 0)
+			add_int(o, "completion_tokens", c->completion_tokens);
+		if (c->first_byte_us > 0)
+			add_int(o, "first_us", c->first_byte_us);
+		add_int(o, "finished_us", c->finished_us);
+		json_object_array_add(arr, o);
+	}
+	v[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	v[1] = me;
+	rows = run_cmd(conn, "finish", 2, v);
+	json_object_put(arr);
+	return rows;
+}
+
+int
+db_fail(PGconn *conn, const char *me, int64_t id, int attempt,
+    const char *kind, const char *message)
+{
+	char ibuf[24], abuf[16];
+	const char *v[] = { me, ibuf, abuf, kind, message };
+
+	snprintf(ibuf, sizeof(ibuf), "%lld", (long long)id);
+	snprintf(abuf, sizeof(abuf), "%d", attempt);
+	return run_cmd(conn, "fail", 5, v);
+}
+
+int
+db_renew(PGconn *conn, const char *me, int64_t lease_ms)
+{
+	char lbuf[24];
+	const char *v[] = { me, lbuf };
+
+	snprintf(lbuf, sizeof(lbuf), "%lld", (long long)lease_ms);
+	return run_cmd(conn, "renew", 2, v);
+}
+
+int
+db_handback(PGconn *conn, const char *me)
+{
+	const char *v[] = { me };
+
+	return run_cmd(conn, "handback", 1, v);
+}
+
+int
+db_rescue_dead(PGconn *conn, const char *role)
+{
+	const char *v[2];
+	PGresult *res;
+	char *like, *holder;
+	const char *pidstr;
+	long pid;
+	int i, n, total = 0, r;
+
+	like = xasprintf("%s:%%", host_name());
+	v[0] = like;
+	v[1] = role;
+	res = run(conn, "holders", 2, v, PGRES_TUPLES_OK);
+	free(like);
+	if (res == NULL)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		holder = PQgetvalue(res, i, 0);
+		pidstr = strrchr(holder, ':');
+		if (pidstr == NULL || (pid = strtol(pidstr + 1, NULL, 10)) <= 0)
+			continue;
+		/*
+		 * Alive (or a pid reused by another process): leave the rows
+		 * to their lease, which errs on the safe side.
+		 */
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		v[0] = holder;
+		v[1] = "worker died";
+		if ((r = run_cmd(conn, "rescue", 2, v)) < 0) {
+			PQclear(res);
+			return -1;
+		}
+		if (r > 0)
+			log_info("handed back %d request%s of dead worker %s",
+			    r, r == 1 ? "" : "s", holder);
+		total += r;
+	}
+	PQclear(res);
+	return total;
+}
+
+int
+db_rescue_expired(PGconn *conn)
+{
+	const char *v[] = { NULL, "lease expired" };
+	int r;
+
+	if ((r = run_cmd(conn, "rescue", 2, v)) > 0)
+		log_info("rescued %d request%s whose lease expired", r,
+		    r == 1 ? "" : "s");
+	return r;
+}
+
+int
+db_purge(PGconn *conn, int64_t retention_ms, int limit)
+{
+	char rbuf[24], lbuf[16];
+	const char *v[] = { rbuf, lbuf };
+
+	snprintf(rbuf, sizeof(rbuf), "%lld", (long long)retention_ms);
+	snprintf(lbuf, sizeof(lbuf), "%d", limit);
+	return run_cmd(conn, "purge", 2, v);
+}

@@ -1,0 +1,83 @@
+/*
+ * db.h: llmqd's statements against PostgreSQL.
+ *
+ * Every statement llmqd runs is here, parameterised and schema-qualified;
+ * workers and the consumer call these and never build SQL themselves.
+ * Statements are synchronous: each is one round trip to a nearby server
+ * and is batched (claim up to batch_size rows, finish every reply that
+ * arrived in one loop turn), so the slow part, the LLM calls, never waits
+ * behind them for long.  Functions return 0 / -1 (or a count), logging
+ * the server's message; after -1, db_lost() tells whether the connection
+ * is gone and must be re-established.
+ */
+#ifndef LLMQ_DB_H
+#define LLMQ_DB_H
+
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+struct call;
+
+struct claimed {
+	int64_t id;
+	int attempt;
+	char *messages;		/* JSON text */
+	char *options;		/* JSON text */
+	char *model;		/* NULL: not asked for */
+	char *complexity;	/* NULL: not given */
+	int64_t timeout_ms;	/* 0: not given */
+};
+
+/* Connect; NULL on failure (logged). */
+PGconn *db_connect(const char *conninfo, const char *appname);
+int db_lost(PGconn *);
+
+/* LISTEN on the channel of role. */
+int db_listen(PGconn *, const char *role);
+/* Make role known to llmq.submit(). */
+int db_register_role(PGconn *, const char *role);
+
+/*
+ * Claim at most n pending rows of role now due.  On success *out is a
+ * new array of the claimed rows (free with db_claimed_free) and the count
+ * is returned; -1 on error.
+ */
+int db_claim(PGconn *, const char *role, const char *me, int n,
+    int64_t lease_ms, int max_attempts, struct claimed **out);
+void db_claimed_free(struct claimed *, int n);
+
+/*
+ * Write the results of the calls in list (linked by ->next) and wake
+ * their callers, in one transaction.  Only rows still processing, held
+ * by me at the call's attempt are changed (a fenced finish).  Returns the
+ * number of rows written, or -1 (nothing was written).
+ */
+int db_finish(PGconn *, const char *me, const struct call *list);
+
+/* Fail one claimed row without a call (e.g. an unknown model). */
+int db_fail(PGconn *, const char *me, int64_t id, int attempt,
+    const char *kind, const char *message);
+
+/* Extend the lease of every row held by me. */
+int db_renew(PGconn *, const char *me, int64_t lease_ms);
+
+/*
+ * Give back rows held by me (graceful stop): pending again, the attempt
+ * not counted.
+ */
+int db_handback(PGconn *, const char *me);
+
+/*
+ * Rows of role (NULL: any) held by processes of this host that no longer
+ * exist go back to pending, or fail when their attempts are used up.
+ */
+int db_rescue_dead(PGconn *, const char *role);
+
+/* Rows whose lease expired: back to pending, or failed. */
+int db_rescue_expired(PGconn *);
+
+/* Delete finished rows older than retention_ms, at most limit of them. */
+int db_purge(PGconn *, int64_t retention_ms, int limit);
+
+#endif

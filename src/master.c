@@ -1,0 +1,498 @@
+/*
+ * master.c: the llmqd master process.
+ *
+ * The master reads the configuration and forks one process per role and
+ * process slot, plus one result consumer; it never talks to PostgreSQL
+ * or to an LLM.  Its only work is in this loop: signal handlers set a
+ * flag and write a byte to a self-pipe, and the loop reaps children
+ * (waitpid(-1, ..., WNOHANG)), restarts crashed ones after a back-off,
+ * reloads and stops.
+ *
+ * The process table is small and fixed by the configuration.  A child
+ * that dies unasked is restarted after 1 s, doubling up to 60 s; the
+ * back-off starts over once a child has stayed up for 60 s.  crash_limit
+ * deaths of one role within crash_window is a crash loop: the master
+ * logs it and stops the daemon with a non-zero status rather than
+ * respawn for ever.  A child that exits with EXIT_NORESTART cannot run
+ * with this configuration and is not restarted.
+ *
+ * Every child holds the read end of a pipe whose write end only the
+ * master holds, so a child sees EOF when the master dies, however it
+ * died, and exits.
+ *
+ * Reload (SIGHUP) builds the new configuration whole; if that fails the
+ * old one stays and the error is logged.  Otherwise a new generation of
+ * children is started and the old one is told to stop gracefully.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "consumer.h"
+#include "log.h"
+#include "master.h"
+#include "proctitle.h"
+#include "util.h"
+#include "worker.h"
+
+#define BACKOFF_MIN_MS	1000
+#define BACKOFF_MAX_MS	60000
+#define STABLE_MS	60000	/* up this long: back-off starts over */
+#define KILL_GRACE_MS	5000	/* after shutdown_timeout, then SIGKILL */
+
+enum child_kind { CHILD_WORKER, CHILD_CONSUMER };
+
+struct child {
+	pid_t pid;		/* 0: waiting to be (re)started */
+	enum child_kind kind;
+	int role;		/* index into cfg->roles; -1 for the consumer */
+	int slots;
+	int gen;		/* configuration generation */
+	int exiting;		/* asked to stop: do not restart */
+	int64_t started;	/* monotonic ms */
+	int64_t backoff;	/* ms */
+	int64_t restart_at;	/* monotonic ms, when pid == 0 */
+	int64_t *deaths;	/* ring of crash_limit death times */
+	int ndeaths;
+};
+
+static volatile sig_atomic_t sig_chld, sig_term, sig_quit, sig_hup, sig_usr1;
+static int self_pipe[2] = { -1, -1 };
+
+static struct cfg *cfg;
+static const char *cfg_path;
+static int pid_fd = -1;
+static int parent_pipe[2] = { -1, -1 };
+static struct child *children;
+static size_t nchildren;
+static int generation;
+static int stopping;		/* 1 graceful, 2 fast */
+static int64_t stop_deadline;
+static int exit_status;
+
+static void
+master_handler(int sig)
+{
+	int saved = errno;
+
+	switch (sig) {
+	case SIGCHLD:
+		sig_chld = 1;
+		break;
+	case SIGTERM:
+	case SIGINT:
+		sig_term = 1;
+		break;
+	case SIGQUIT:
+		sig_quit = 1;
+		break;
+	case SIGHUP:
+		sig_hup = 1;
+		break;
+	case SIGUSR1:
+		sig_usr1 = 1;
+		break;
+	}
+	if (write(self_pipe[1], "", 1) == -1)
+		errno = saved; /* pipe full: a wake-up is pending anyway */
+	errno = saved;
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+	int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
+	size_t i;
+
+	if (pipe(self_pipe) == -1)
+		fatal("pipe() failed");
+	fd_nonblock(self_pipe[0]);
+	fd_nonblock(self_pipe[1]);
+	fd_cloexec(self_pipe[0]);
+	fd_cloexec(self_pipe[1]);
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = master_handler;
+	for (i = 0; i < nitems(sigs); i++)
+		if (sigaction(sigs[i], &sa, NULL) == -1)
+			fatal("sigaction() failed");
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static const char *
+child_name(const struct child *ch)
+{
+	return ch->kind == CHILD_CONSUMER ? "consumer" :
+	    cfg->roles[ch->role].name;
+}
+
+/* In the child, right after fork(): shed the master's resources. */
+static void
+child_init(void)
+{
+	close(self_pipe[0]);
+	close(self_pipe[1]);
+	close(parent_pipe[1]);
+	if (pid_fd != -1)
+		close(pid_fd);
+	if (child_signals() == -1)
+		exit(EXIT_NORESTART);
+}
+
+static void
+spawn(struct child *ch)
+{
+	pid_t pid;
+	int rc;
+
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork() failed");
+		ch->pid = 0;
+		ch->restart_at = mono_ms() + BACKOFF_MIN_MS;
+		return;
+	case 0:
+		child_init();
+		if (ch->kind == CHILD_CONSUMER)
+			rc = consumer_main(cfg, parent_pipe[0]);
+		else
+			rc = worker_main(cfg, ch->role, ch->slots,
+			    parent_pipe[0]);
+		cfg_free(cfg);
+		free(children);
+		exit(rc);
+	}
+	ch->pid = pid;
+	ch->started = mono_ms();
+	log_debug("started %s process %d", child_name(ch), (int)pid);
+}
+
+static struct child *
+add_child(enum child_kind kind, int role, int slots)
+{
+	struct child *ch;
+
+	children = xreallocarray(children, nchildren + 1, sizeof(*children));
+	ch = &children[nchildren++];
+	memset(ch, 0, sizeof(*ch));
+	ch->kind = kind;
+	ch->role = role;
+	ch->slots = slots;
+	ch->gen = generation;
+	ch->deaths = xcalloc(cfg->crash_limit, sizeof(int64_t));
+	return ch;
+}
+
+static void
+remove_child(struct child *ch)
+{
+	size_t i = ch - children;
+
+	free(ch->deaths);
+	memmove(&children[i], &children[i + 1],
+	    (nchildren - i - 1) * sizeof(*children));
+	nchildren--;
+}
+
+/*
+ * One child per process of every role, the role's concurrency shared
+ * among them, and the consumer.
+ */
+static void
+spawn_generation(void)
+{
+	const struct cfg_role *r;
+	size_t i;
+	int p, slots;
+
+	for (i = 0; i < cfg->nroles; i++) {
+		r = &cfg->roles[i];
+		for (p = 0; p < r->processes; p++) {
+			slots = r->concurrency / r->processes +
+			    (p < r->concurrency % r->processes);
+			spawn(add_child(CHILD_WORKER, (int)i, slots));
+		}
+	}
+	spawn(add_child(CHILD_CONSUMER, -1, 0));
+}
+
+static void
+signal_children(int sig, int only_gen)
+{
+	size_t i;
+
+	for (i = 0; i < nchildren; i++) {
+		if (children[i].pid <= 0)
+			continue;
+		if (only_gen >= 0 && children[i].gen != only_gen)
+			continue;
+		if (kill(children[i].pid, sig) == -1 && errno != ESRCH)
+			log_warn("kill(%d) failed", (int)children[i].pid);
+	}
+}
+
+static void
+begin_stop(int how)
+{
+	size_t i;
+
+	if (stopping >= how)
+		return;
+	stopping = how;
+	/* Children waiting for a restart are simply dropped. */
+	for (i = 0; i < nchildren;)
+		if (children[i].pid == 0)
+			remove_child(&children[i]);
+		else
+			i++;
+	if (how == 1) {
+		log_info("stopping gracefully (shutdown_timeout %llds)",
+		    (long long)(cfg->shutdown_timeout_ms / 1000));
+		signal_children(SIGTERM, -1);
+		stop_deadline = mono_ms() + cfg->shutdown_timeout_ms +
+		    KILL_GRACE_MS;
+	} else {
+		log_info("stopping at once");
+		signal_children(SIGQUIT, -1);
+		stop_deadline = mono_ms() + KILL_GRACE_MS;
+	}
+}
+
+/*
+ * Record a death; returns 1 when the deaths of this child's role (all its
+ * processes) within crash_window reach crash_limit.
+ */
+static int
+crash_loop(struct child *ch, int64_t now)
+{
+	const struct child *o;
+	size_t i;
+	int j, n = 0;
+
+	ch->deaths[ch->ndeaths++ % cfg->crash_limit] = now;
+	for (i = 0; i < nchildren; i++) {
+		o = &children[i];
+		if (o->kind != ch->kind || o->role != ch->role ||
+		    o->gen != ch->gen)
+			continue;
+		for (j = 0; j < cfg->crash_limit && j < o->ndeaths; j++)
+			if (now - o->deaths[j] <= cfg->crash_window_ms)
+				n++;
+	}
+	return n >= cfg->crash_limit;
+}
+
+static void
+describe_exit(char *buf, size_t len, int status)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d",
+		    WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "was killed by signal %d (%s)%s",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "");
+	else
+		snprintf(buf, len, "ended with status 0x%x", status);
+}
+
+static void
+reap(void)
+{
+	struct child *ch;
+	char how[128];
+	int64_t now;
+	pid_t pid;
+	size_t i;
+	int status, live;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		ch = NULL;
+		for (i = 0; i < nchildren; i++)
+			if (children[i].pid == pid)
+				ch = &children[i];
+		if (ch == NULL)
+			continue;
+		describe_exit(how, sizeof(how), status);
+		now = mono_ms();
+		if (stopping || ch->exiting) {
+			log_debug("%s process %d %s", child_name(ch), (int)pid,
+			    how);
+			remove_child(ch);
+			continue;
+		}
+		if (WIFEXITED(status) &&
+		    WEXITSTATUS(status) == EXIT_NORESTART) {
+			log_warnx("%s process %d cannot run with this "
+			    "configuration; not restarting it",
+			    child_name(ch), (int)pid);
+			remove_child(ch);
+			for (live = 0, i = 0; i < nchildren; i++)
+				live += children[i].pid > 0;
+			if (live == 0) {
+				exit_status = 1;
+				begin_stop(1);
+			}
+			continue;
+		}
+		if (crash_loop(ch, now)) {
+			log_warnx("%s process %d %s; crash loop: %d deaths "
+			    "within %llds, stopping llmqd", child_name(ch),
+			    (int)pid, how, cfg->crash_limit,
+			    (long long)(cfg->crash_window_ms / 1000));
+			remove_child(ch);
+			exit_status = 1;
+			begin_stop(1);
+			continue;
+		}
+		if (now - ch->started >= STABLE_MS || ch->backoff == 0)
+			ch->backoff = BACKOFF_MIN_MS;
+		else
+			ch->backoff = ch->backoff * 2 > BACKOFF_MAX_MS ?
+			    BACKOFF_MAX_MS : ch->backoff * 2;
+		ch->pid = 0;
+		ch->restart_at = now + ch->backoff;
+		log_warnx("%s process %d %s; restarting in %llds",
+		    child_name(ch), (int)pid, how,
+		    (long long)(ch->backoff / 1000));
+	}
+}
+
+static void
+reload(void)
+{
+	struct cfg *ncfg;
+	char err[1024];
+	size_t i;
+	int old;
+
+	log_info("reloading \"%s\"", cfg_path);
+	if ((ncfg = cfg_load(cfg_path, err, sizeof(err))) == NULL) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	if (log_init("llmqd", ncfg->log, ncfg->log_level) == -1)
+		log_warn("could not open log \"%s\"; logging stays where it "
+		    "was", ncfg->log);
+	old = generation++;
+	for (i = 0; i < nchildren;) {
+		if (children[i].pid == 0) {
+			remove_child(&children[i]);
+			continue;
+		}
+		children[i].exiting = 1;
+		i++;
+	}
+	signal_children(SIGTERM, old);
+	/*
+	 * The death rings are sized by the old crash_limit; the old
+	 * children never use theirs again, so the swap is safe.
+	 */
+	cfg_free(cfg);
+	cfg = ncfg;
+	spawn_generation();
+	log_info("configuration reloaded; generation %d started",
+	    generation);
+}
+
+static int
+next_timeout(void)
+{
+	int64_t now = mono_ms(), t = 60000;
+	size_t i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].pid == 0 && children[i].restart_at - now < t)
+			t = children[i].restart_at - now;
+	if (stopping && stop_deadline - now < t)
+		t = stop_deadline - now;
+	return t < 0 ? 0 : (int)t;
+}
+
+int
+master_run(struct cfg *c, const char *path, int pidfd)
+{
+	struct pollfd pfd;
+	char buf[64];
+	size_t i;
+	int64_t now;
+
+	cfg = c;
+	cfg_path = path;
+	pid_fd = pidfd;
+	log_set_role("master");
+	proctitle_set("llmqd: master");
+	setup_signals();
+	if (pipe(parent_pipe) == -1)
+		fatal("pipe() failed");
+	fd_cloexec(parent_pipe[0]);
+	fd_cloexec(parent_pipe[1]);
+	log_info("llmqd %s starting: %zu role%s", PACKAGE_VERSION,
+	    cfg->nroles, cfg->nroles == 1 ? "" : "s");
+	spawn_generation();
+
+	for (;;) {
+		if (sig_chld) {
+			sig_chld = 0;
+			reap();
+		}
+		if (sig_quit) {
+			sig_quit = 0;
+			begin_stop(2);
+		}
+		if (sig_term) {
+			sig_term = 0;
+			begin_stop(1);
+		}
+		if (sig_hup) {
+			sig_hup = 0;
+			if (!stopping)
+				reload();
+		}
+		if (sig_usr1) {
+			sig_usr1 = 0;
+			if (log_reopen() == -1)
+				log_warn("could not reopen the log");
+			signal_children(SIGUSR1, -1);
+		}
+		if (stopping && nchildren == 0)
+			break;
+		now = mono_ms();
+		if (stopping && now >= stop_deadline) {
+			log_warnx("children still running after the deadline; "
+			    "killing them");
+			signal_children(SIGKILL, -1);
+			stop_deadline = now + KILL_GRACE_MS;
+		}
+		if (!stopping)
+			for (i = 0; i < nchildren; i++)
+				if (children[i].pid == 0 &&
+				    now >= children[i].restart_at)
+					spawn(&children[i]);
+
+		pfd.fd = self_pipe[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, next_timeout()) == -1 && errno != EINTR)
+			fatal("poll() failed");
+		while (read(self_pipe[0], buf, sizeof(buf)) > 0)
+			;
+	}
+	log_info("llmqd stopped");
+	close(parent_pipe[0]);
+	close(parent_pipe[1]);
+	free(children);
+	cfg_free(cfg);
+	return exit_status;
+}

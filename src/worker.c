@@ -1,0 +1,525 @@
+/*
+ * worker.c: a worker process, serving the requests of one role.
+ *
+ * One thread, one loop: curl_multi_wait() polls the sockets of every LLM
+ * call in flight together with the PostgreSQL socket (for NOTIFY), the
+ * self-pipe of our signal handlers and the pipe from the master, whose
+ * EOF tells us the master is gone.  Each turn of the loop:
+ *
+ *   1. drives the transfers and collects every call that ended;
+ *   2. writes all their results in one fenced UPDATE (db_finish);
+ *   3. if woken by NOTIFY or the poll timer, and slots are free, claims
+ *      at most that many due rows (and at most batch_size) and starts
+ *      their calls.
+ *
+ * A worker never holds more calls than its slots, so requests wait in
+ * the database, not here.  Results that could not be written (the
+ * database went away) stay in memory and are written after reconnecting;
+ * the fence makes a late write harmless.  On SIGTERM the worker stops
+ * claiming and lets its calls finish for shutdown_timeout, then hands
+ * back what is left; on SIGQUIT, or when the master dies, it hands back
+ * at once.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "cfg.h"
+#include "db.h"
+#include "log.h"
+#include "proctitle.h"
+#include "provider.h"
+#include "util.h"
+#include "worker.h"
+
+volatile sig_atomic_t child_term, child_quit, child_usr1;
+static int wake_pipe[2] = { -1, -1 };
+
+static void
+child_handler(int sig)
+{
+	int saved = errno;
+
+	switch (sig) {
+	case SIGTERM:
+		child_term = 1;
+		break;
+	case SIGQUIT:
+		child_quit = 1;
+		break;
+	case SIGUSR1:
+		child_usr1 = 1;
+		break;
+	}
+	if (write(wake_pipe[1], "", 1) == -1)
+		errno = saved; /* pipe full: a wake-up is pending anyway */
+	errno = saved;
+}
+
+int
+child_signals(void)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	if (pipe(wake_pipe) == -1) {
+		log_warn("pipe() failed");
+		return -1;
+	}
+	fd_nonblock(wake_pipe[0]);
+	fd_nonblock(wake_pipe[1]);
+	fd_cloexec(wake_pipe[0]);
+	fd_cloexec(wake_pipe[1]);
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = child_handler;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	/* The master coordinates these; a terminal's ^C reaches it too. */
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+	return 0;
+}
+
+int
+child_wake_fd(void)
+{
+	return wake_pipe[0];
+}
+
+static void
+drain(int fd)
+{
+	char buf[64];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+struct worker {
+	const struct cfg *cfg;
+	const struct cfg_role *role;
+	int slots;			/* most calls at once */
+	char me[300];			/* "host:pid", our mark on rows */
+	int parent_fd;
+
+	PGconn *pg;
+	int64_t pg_retry_at;		/* monotonic ms */
+	int64_t pg_backoff;		/* ms */
+
+	CURLM *multi;
+	struct call *running;		/* calls in flight */
+	int inflight;
+	struct call *done;		/* ended, result not yet written */
+	int ndone;
+
+	int want_claim;			/* NOTIFY seen, or more may be due */
+	int64_t next_poll;		/* monotonic ms */
+	int64_t next_renew;		/* monotonic ms */
+	int stopping;			/* 1 graceful, 2 at once */
+	int64_t stop_deadline;		/* monotonic ms */
+};
+
+static void
+pg_drop(struct worker *w)
+{
+	if (w->pg != NULL) {
+		PQfinish(w->pg);
+		w->pg = NULL;
+		log_warnx("lost the database connection; reconnecting");
+	}
+	if (w->pg_backoff == 0)
+		w->pg_backoff = 100;
+	w->pg_retry_at = mono_ms() + w->pg_backoff;
+	w->pg_backoff = w->pg_backoff * 2 > 5000 ? 5000 : w->pg_backoff * 2;
+}
+
+/*
+ * (Re)connect, LISTEN, register the role and hand back the rows of a
+ * predecessor that died, then claim at once: whatever arrived while we
+ * were away is found by that first claim, not by a NOTIFY we missed.
+ */
+static int
+pg_up(struct worker *w)
+{
+	char *app;
+
+	if (w->pg != NULL)
+		return 0;
+	if (mono_ms() < w->pg_retry_at)
+		return -1;
+	app = xasprintf("llmqd %s worker", w->role->name);
+	w->pg = db_connect(w->cfg->database, app);
+	free(app);
+	if (w->pg == NULL) {
+		pg_drop(w);
+		return -1;
+	}
+	if (db_listen(w->pg, w->role->name) == -1 ||
+	    db_register_role(w->pg, w->role->name) == -1 ||
+	    db_rescue_dead(w->pg, w->role->name) == -1) {
+		PQfinish(w->pg);
+		w->pg = NULL;
+		pg_drop(w);
+		return -1;
+	}
+	w->pg_backoff = 0;
+	w->want_claim = 1;
+	log_info("connected to the database; listening on \"llmq_req_%s\"",
+	    w->role->name);
+	return 0;
+}
+
+/* The model for a claimed row, or -1 with why set. */
+static int
+route(const struct worker *w, const struct claimed *r, const char **why)
+{
+	const struct cfg_role *ro = w->role;
+	int cx, m, i;
+
+	if (r->model != NULL) {
+		/* A caller may name one of the role's own models. */
+		m = cfg_model_find(w->cfg, r->model);
+		if (m != -1) {
+			if (m == ro->model)
+				return m;
+			for (i = 0; i < CX_COUNT; i++)
+				if (ro->by_complexity[i] == m)
+					return m;
+		}
+		*why = "model not served by this role";
+		return -1;
+	}
+	if (r->complexity != NULL &&
+	    (cx = cfg_complexity_parse(r->complexity)) != -1 &&
+	    ro->by_complexity[cx] != -1)
+		return ro->by_complexity[cx];
+	if (ro->model != -1)
+		return ro->model;
+	/* By complexity, none given: medium, else the first one set. */
+	if (ro->by_complexity[CX_MEDIUM] != -1)
+		return ro->by_complexity[CX_MEDIUM];
+	for (i = 0; i < CX_COUNT; i++)
+		if (ro->by_complexity[i] != -1)
+			return ro->by_complexity[i];
+	*why = "role has no model";
+	return -1;
+}
+
+static void
+start_call(struct worker *w, const struct claimed *r)
+{
+	const char *why = NULL;
+	char err[256];
+	struct call *c;
+	int64_t timeout;
+	int m;
+	CURLMcode mc;
+
+	if ((m = route(w, r, &why)) == -1) {
+		char *msg = xasprintf("%s: \"%s\"", why,
+		    r->model != NULL ? r->model : "");
+		if (db_fail(w->pg, w->me, r->id, r->attempt, "bad_request",
+		    msg) == -1)
+			pg_drop(w);
+		free(msg);
+		return;
+	}
+	timeout = r->timeout_ms > 0 ? r->timeout_ms :
+	    w->role->timeout_ms > 0 ? w->role->timeout_ms :
+	    w->cfg->providers[w->cfg->models[m].provider].timeout_ms;
+	c = provider_call_new(w->cfg, m, r->id, r->attempt, r->messages,
+	    r->options, timeout, err, sizeof(err));
+	if (c == NULL) {
+		if (db_fail(w->pg, w->me, r->id, r->attempt, "bad_request",
+		    err) == -1)
+			pg_drop(w);
+		return;
+	}
+	if ((mc = curl_multi_add_handle(w->multi, c->easy)) != CURLM_OK) {
+		provider_call_fail(c, "internal", "curl_multi_add_handle: %s",
+		    curl_multi_strerror(mc));
+		c->next = w->done;
+		w->done = c;
+		w->ndone++;
+		return;
+	}
+	c->next = w->running;
+	w->running = c;
+	w->inflight++;
+	log_debug("request %lld attempt %d: calling %s on \"%s\"",
+	    (long long)r->id, r->attempt, c->model_name, c->prov->name);
+}
+
+static void
+claim(struct worker *w)
+{
+	struct claimed *rows;
+	int free_slots, n, i;
+
+	free_slots = w->slots - w->inflight;
+	n = free_slots < w->cfg->batch_size ? free_slots : w->cfg->batch_size;
+	if (n <= 0)
+		return;
+	w->next_poll = mono_ms() + w->cfg->poll_interval_ms;
+	if ((n = db_claim(w->pg, w->role->name, w->me, n, w->cfg->lease_ms,
+	    w->role->max_attempts, &rows)) == -1) {
+		if (db_lost(w->pg))
+			pg_drop(w);
+		return;
+	}
+	/* A full batch: more may be due; look again when slots free up. */
+	w->want_claim = n > 0 && n == (free_slots < w->cfg->batch_size ?
+	    free_slots : w->cfg->batch_size);
+	for (i = 0; i < n && w->pg != NULL; i++)
+		start_call(w, &rows[i]);
+	db_claimed_free(rows, n);
+}
+
+/* Move every transfer that ended to the done list. */
+static void
+collect(struct worker *w)
+{
+	struct call *c, **pp;
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		c = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+		    (char **)&c);
+		provider_call_done(c, msg->data.result);
+		curl_multi_remove_handle(w->multi, c->easy);
+		for (pp = &w->running; *pp != NULL; pp = &(*pp)->next)
+			if (*pp == c) {
+				*pp = c->next;
+				break;
+			}
+		w->inflight--;
+		if (!c->ok) {
+			char *m = str_escape(c->error_message,
+			    strlen(c->error_message), 200);
+			log_info("request %lld attempt %d failed: %s: %s",
+			    (long long)c->id, c->attempt, c->error_kind, m);
+			free(m);
+		}
+		c->next = w->done;
+		w->done = c;
+		w->ndone++;
+	}
+}
+
+static void
+free_list(struct call *c)
+{
+	struct call *next;
+
+	for (; c != NULL; c = next) {
+		next = c->next;
+		provider_call_free(c);
+	}
+}
+
+static void
+flush(struct worker *w)
+{
+	if (w->done == NULL || w->pg == NULL)
+		return;
+	if (db_finish(w->pg, w->me, w->done) == -1) {
+		if (db_lost(w->pg))
+			pg_drop(w);
+		/* Kept; written after reconnecting. */
+		return;
+	}
+	free_list(w->done);
+	w->done = NULL;
+	w->ndone = 0;
+}
+
+/* Abort every call in flight (their rows are handed back). */
+static void
+abort_all(struct worker *w)
+{
+	struct call *c;
+
+	for (c = w->running; c != NULL; c = c->next)
+		curl_multi_remove_handle(w->multi, c->easy);
+	free_list(w->running);
+	w->running = NULL;
+	w->inflight = 0;
+}
+
+static void
+on_notify(struct worker *w)
+{
+	PGnotify *n;
+
+	if (PQconsumeInput(w->pg) == 0) {
+		pg_drop(w);
+		return;
+	}
+	while ((n = PQnotifies(w->pg)) != NULL) {
+		w->want_claim = 1;
+		PQfreemem(n);
+	}
+}
+
+static int
+next_timeout(struct worker *w, int64_t now)
+{
+	int64_t t = 1000;
+	long ct = -1;
+
+	if (w->pg == NULL)
+		t = w->pg_retry_at - now;
+	else if (!w->stopping && w->inflight < w->slots)
+		t = w->want_claim ? 0 : w->next_poll - now;
+	if (w->inflight > 0 && w->next_renew - now < t)
+		t = w->next_renew - now;
+	if (w->stopping && w->stop_deadline - now < t)
+		t = w->stop_deadline - now;
+	if (w->done != NULL && w->pg != NULL)
+		t = 0;
+	curl_multi_timeout(w->multi, &ct);
+	if (ct >= 0 && ct < t)
+		t = ct;
+	return t < 0 ? 0 : (int)t;
+}
+
+int
+worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
+{
+	struct worker w;
+	struct curl_waitfd fds[3];
+	int nfds, running, pgfd, left;
+	int64_t now;
+
+	memset(&w, 0, sizeof(w));
+	w.cfg = cfg;
+	w.role = &cfg->roles[role];
+	w.slots = slots;
+	w.parent_fd = parent_fd;
+	snprintf(w.me, sizeof(w.me), "%s:%d", host_name(), (int)getpid());
+	log_set_role(w.role->name);
+	proctitle_set("llmqd: %s worker", w.role->name);
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		fatalx("curl_global_init() failed");
+	if ((w.multi = curl_multi_init()) == NULL)
+		fatalx("curl_multi_init() failed");
+	curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)slots * 2);
+	log_info("worker started: %d slot%s", slots, slots == 1 ? "" : "s");
+
+	for (;;) {
+		now = mono_ms();
+		if (w.pg == NULL)
+			pg_up(&w);
+
+		if (child_quit && w.stopping < 2) {
+			w.stopping = 2;
+			log_info("fast stop: handing back %d request%s",
+			    w.inflight, w.inflight == 1 ? "" : "s");
+		} else if (child_term && !w.stopping) {
+			w.stopping = 1;
+			w.stop_deadline = now + cfg->shutdown_timeout_ms;
+			log_info("stopping: waiting for %d request%s",
+			    w.inflight, w.inflight == 1 ? "" : "s");
+		}
+		if (child_usr1) {
+			child_usr1 = 0;
+			log_reopen();
+		}
+		if (w.stopping == 1 && now >= w.stop_deadline &&
+		    w.inflight > 0) {
+			log_warnx("shutdown_timeout reached: handing back %d "
+			    "request%s", w.inflight, w.inflight == 1 ? "" : "s");
+			w.stopping = 2;
+		}
+		if (w.stopping == 2)
+			abort_all(&w);
+		if (w.stopping && w.inflight == 0) {
+			flush(&w);
+			break;
+		}
+
+		if (w.pg != NULL) {
+			flush(&w);
+			if (w.pg != NULL && !w.stopping &&
+			    w.inflight < w.slots &&
+			    (w.want_claim || now >= w.next_poll))
+				claim(&w);
+		}
+		if (w.pg != NULL && w.inflight > 0 && now >= w.next_renew) {
+			if (db_renew(w.pg, w.me, cfg->lease_ms) == -1 &&
+			    db_lost(w.pg))
+				pg_drop(&w);
+			w.next_renew = now + cfg->lease_ms / 3;
+		} else if (w.inflight == 0)
+			w.next_renew = now + cfg->lease_ms / 3;
+
+		nfds = 0;
+		fds[nfds].fd = child_wake_fd();
+		fds[nfds].events = CURL_WAIT_POLLIN;
+		fds[nfds++].revents = 0;
+		fds[nfds].fd = parent_fd;
+		fds[nfds].events = CURL_WAIT_POLLIN;
+		fds[nfds++].revents = 0;
+		pgfd = w.pg != NULL ? PQsocket(w.pg) : -1;
+		if (pgfd != -1) {
+			fds[nfds].fd = pgfd;
+			fds[nfds].events = CURL_WAIT_POLLIN;
+			fds[nfds++].revents = 0;
+		}
+		if (curl_multi_wait(w.multi, fds, nfds,
+		    next_timeout(&w, mono_ms()), NULL) != CURLM_OK)
+			fatalx("curl_multi_wait() failed");
+		if (fds[0].revents)
+			drain(fds[0].fd);
+		if (fds[1].revents && w.stopping < 2) {
+			log_warnx("master process is gone; handing back and "
+			    "exiting");
+			child_quit = 1;
+		}
+		if (pgfd != -1 && fds[2].revents && w.pg != NULL)
+			on_notify(&w);
+
+		curl_multi_perform(w.multi, &running);
+		collect(&w);
+	}
+
+	if (w.pg != NULL) {
+		flush(&w);
+		if (w.pg != NULL && (left = db_handback(w.pg, w.me)) > 0)
+			log_info("handed back %d request%s", left,
+			    left == 1 ? "" : "s");
+		PQfinish(w.pg);
+	}
+	if (w.done != NULL)
+		log_warnx("%d result%s could not be written; their rows "
+		    "return to pending when the lease ends", w.ndone,
+		    w.ndone == 1 ? "" : "s");
+	free_list(w.done);
+	curl_multi_cleanup(w.multi);
+	curl_global_cleanup();
+	log_info("worker exiting");
+	return 0;
+}

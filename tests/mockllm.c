@@ -1,0 +1,2345 @@
+/*
+ * mockllm.c: a stand-in LLM server for llmq's tests and benchmarks.
+ *
+ * It speaks enough of the Ollama (POST /api/chat) and OpenAI (POST
+ * /v1/chat/completions) HTTP APIs for llmq's client: it answers with
+ * "echo: " and the content of the last message, in one body or streamed,
+ * after a configurable delay.  It can be told to misbehave (other status
+ * codes, garbage, truncated or empty bodies, hangs, resets, huge replies)
+ * by default, at run time through POST /_mock/config, or per request by
+ * "mock:key=value" directives in the last message.  GET /_mock/stats
+ * reports counters, among them the most chat requests held at once, which
+ * is what concurrency tests look at.  With -L it logs the moment each chat
+ * request was complete, which benchmarks use to measure pick-up latency.
+ *
+ * It must not be the bottleneck of a benchmark, so it is one thread
+ * around one level-triggered epoll loop, with non-blocking sockets and
+ * keep-alive; delays are deadlines in a min-heap that bound epoll_wait's
+ * timeout.  Nothing in the loop blocks except appends to the log file.
+ *
+ * Invariants:
+ * - A connection holds at most one chat request that waits (for its
+ *   deadline, or forever in "hang" mode).  Requests pipelined behind it
+ *   stay unparsed in the input buffer until it is answered, so responses
+ *   leave in request order.
+ * - No request is looked at while a connection's queued output is above
+ *   OUT_HIGH or a big reply is still being generated; this bounds memory
+ *   per connection and keeps the output in order, since a big reply is
+ *   queued as head bytes, a count of 'x' bytes made on the fly, and tail
+ *   bytes, and nothing may be appended behind it until it is all out.
+ * - "inflight" counts chat requests parsed whose response is not yet
+ *   queued; every path that drops such a request (peer gone, reset mode)
+ *   decrements it, so it returns to zero when the server is idle.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_HEAD (64 * 1024) /* request line and headers */
+#define MAX_BODY (16 * 1024 * 1024) /* request body, decoded */
+/* Room for a whole chunked request of MAX_BODY with its framing. */
+#define IN_LIMIT (MAX_BODY + MAX_BODY / 2 + MAX_HEAD)
+#define READ_ROOM 4096 /* small: idle connections keep theirs */
+#define OUT_HIGH (1024 * 1024)
+#define BUF_KEEP (256 * 1024) /* larger idle buffers are freed */
+#define XBLOCK (64 * 1024)
+#define BIG_BYTES (10 * 1024 * 1024)
+#define LOG_FLUSH_US (50 * 1000)
+#define LOG_HIGH (64 * 1024)
+#define LOG_CONTENT 80
+#define MAX_EVENTS 256
+#define JSON_DEPTH 64
+#define MAX_MS (3600 * 1000) /* an hour; larger delays are typos */
+#define ACCEPT_PAUSE_US (100 * 1000)
+
+enum api { API_OLLAMA, API_OPENAI };
+
+enum mode {
+	MODE_NORMAL,
+	MODE_GARBAGE,
+	MODE_TRUNCATED,
+	MODE_EMPTY,
+	MODE_HANG,
+	MODE_RESET,
+	MODE_BIG,
+	MODE_ERROR
+};
+
+static const char *const mode_names[] = { "normal", "garbage", "truncated",
+	"empty", "hang", "reset", "big", "error" };
+
+enum wait { WAIT_NONE, WAIT_TIMER, WAIT_HANG };
+
+struct buf {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+/*
+ * A response body under construction.  When fill_n is not zero, fill_n
+ * bytes of 'x' belong at offset fill_at: they are never stored.
+ */
+struct body {
+	struct buf b;
+	size_t fill_at;
+	size_t fill_n;
+};
+
+/* A piece of reply text: either bytes, or xfill bytes of 'x'. */
+struct text {
+	const char *s;
+	size_t len;
+	size_t xfill;
+};
+
+struct config {
+	int delay_ms;
+	int jitter_ms;
+	int status;
+	int mode;
+};
+
+/* What to answer to a chat request, kept while the request waits. */
+struct reply {
+	enum api api;
+	int mode;
+	int status;
+	int retry_after; /* seconds, or -1 */
+	int stream;
+	int include_usage;
+	int keepalive;
+	int http10;
+	uint64_t seq;
+	int64_t t0; /* monotonic us when parsed */
+	size_t prompt_bytes;
+	char *model;
+	size_t modellen;
+	char *text; /* "echo: " and the last content */
+	size_t textlen;
+};
+
+struct conn {
+	struct conn *prev;
+	struct conn *next;
+	int fd;
+	uint32_t events; /* epoll interest registered now */
+	int eof; /* the peer will send no more */
+	int closing; /* read no more; close once flushed */
+	int kill; /* close now, dropping output */
+	int linger0; /* close with RST */
+	int sent_continue;
+	struct buf in;
+	size_t inoff; /* bytes of in already consumed */
+	struct buf out;
+	size_t outoff; /* bytes of out already sent */
+	size_t fill; /* 'x' bytes to send after out */
+	struct buf tail; /* bytes to send after the fill */
+	enum wait waiting;
+	size_t heapidx;
+	int64_t deadline; /* monotonic us */
+	struct reply rep;
+};
+
+struct req {
+	const char *method;
+	size_t methodlen;
+	const char *path;
+	size_t pathlen; /* without the query string */
+	const char *body;
+	size_t bodylen;
+	size_t total; /* bytes the request takes in */
+	size_t clen;
+	int keepalive;
+	int http10;
+	int chunked;
+	int expect;
+	int headdone;
+};
+
+/* What chat_parse found in a chat request body. */
+struct chat {
+	struct buf *model;
+	struct buf *content; /* of the last message, unescaped */
+	size_t prompt_bytes;
+	int has_model;
+	int stream;
+	int include_usage;
+};
+
+struct server {
+	int epfd;
+	int lfd;
+	int sfd;
+	int logfd;
+	int stop;
+	int accept_paused;
+	int64_t accept_resume;
+	struct config cfg;
+	uint64_t requests;
+	uint64_t seq;
+	long inflight;
+	long max_inflight;
+	long connections;
+	uint64_t by_status[600];
+	struct conn *conns;
+	struct conn **heap;
+	size_t nheap;
+	size_t heapcap;
+	struct buf log;
+	int64_t log_due;
+	uint64_t rng;
+	char *xblock;
+	/* Scratch space, reused by every request. */
+	struct body body;
+	struct body chunk;
+	struct buf dechunk;
+	struct buf model;
+	struct buf content;
+	struct buf misc;
+};
+
+struct jp {
+	const char *p;
+	const char *end;
+	int depth;
+};
+
+static void *
+xmalloc(size_t n)
+{
+	void *p;
+
+	if ((p = malloc(n ? n : 1)) == NULL)
+		errx(1, "out of memory (%zu bytes)", n);
+	return p;
+}
+
+static void *
+xrealloc(void *p, size_t n)
+{
+	void *q;
+
+	if ((q = realloc(p, n ? n : 1)) == NULL)
+		errx(1, "out of memory (%zu bytes)", n);
+	return q;
+}
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t
+wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+buf_reserve(struct buf *b, size_t n)
+{
+	size_t cap;
+
+	if (b->cap - b->len >= n)
+		return;
+	cap = b->cap ? b->cap : 512;
+	while (cap - b->len < n) {
+		if (cap > SIZE_MAX / 2)
+			errx(1, "buffer too large");
+		cap *= 2;
+	}
+	b->p = xrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+static void
+buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	buf_reserve(b, n);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static void
+buf_puts(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void
+buf_putc(struct buf *b, char ch)
+{
+	buf_reserve(b, 1);
+	b->p[b->len++] = ch;
+}
+
+static void buf_printf(struct buf *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room;
+	int n;
+
+	buf_reserve(b, 128);
+	room = b->cap - b->len;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, room, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		errx(1, "vsnprintf failed");
+	if ((size_t)n >= room) {
+		buf_reserve(b, (size_t)n + 1);
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
+}
+
+static void
+buf_free(struct buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* Empty a buffer, giving back its memory if a big request swelled it. */
+static void
+buf_clear(struct buf *b)
+{
+	b->len = 0;
+	if (b->cap > BUF_KEEP)
+		buf_free(b);
+}
+
+static uint64_t
+rng_next(struct server *srv)
+{
+	/* xorshift64*: jitter needs spread, not quality. */
+	srv->rng ^= srv->rng >> 12;
+	srv->rng ^= srv->rng << 25;
+	srv->rng ^= srv->rng >> 27;
+	return srv->rng * 2685821657736338717ULL;
+}
+
+static int
+mode_lookup(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
+		if (strlen(mode_names[i]) == len &&
+		    memcmp(mode_names[i], s, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Parse a non-negative decimal integer of at most max from s[0..len).
+ * Returns -1 when it is not one.
+ */
+static long
+parse_num(const char *s, size_t len, long max)
+{
+	long v = 0;
+	size_t i;
+
+	if (len == 0)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+		if (v > max)
+			return -1;
+	}
+	return v;
+}
+
+/* Content-Length: anything past MAX_BODY reads as MAX_BODY + 1. */
+static long
+parse_clen(const char *s, size_t len)
+{
+	long v = 0;
+	size_t i;
+
+	if (len == 0)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (v <= MAX_BODY)
+			v = v * 10 + (s[i] - '0');
+	}
+	return v > MAX_BODY ? MAX_BODY + 1 : v;
+}
+
+static const struct {
+	int status;
+	const char *text;
+} reasons[] = {
+	{ 200, "OK" },
+	{ 201, "Created" },
+	{ 202, "Accepted" },
+	{ 204, "No Content" },
+	{ 400, "Bad Request" },
+	{ 401, "Unauthorized" },
+	{ 403, "Forbidden" },
+	{ 404, "Not Found" },
+	{ 405, "Method Not Allowed" },
+	{ 408, "Request Timeout" },
+	{ 409, "Conflict" },
+	{ 413, "Content Too Large" },
+	{ 422, "Unprocessable Content" },
+	{ 429, "Too Many Requests" },
+	{ 431, "Request Header Fields Too Large" },
+	{ 500, "Internal Server Error" },
+	{ 501, "Not Implemented" },
+	{ 502, "Bad Gateway" },
+	{ 503, "Service Unavailable" },
+	{ 504, "Gateway Timeout" },
+};
+
+static const char *
+reason(int status)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].status == status)
+			return reasons[i].text;
+	/* Clients read the code; the phrase is for people. */
+	return "Status";
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at p, or 0.  Overlong forms,
+ * surrogates and code points past U+10FFFF are not well-formed: strict
+ * JSON readers refuse them, so they must not reach a reply.
+ */
+static size_t
+utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	size_t n, i;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return n;
+}
+
+/* Append s as the inside of a JSON string; bad UTF-8 becomes U+FFFD. */
+static void
+json_escape(struct buf *b, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + len, *run;
+	size_t n;
+
+	buf_reserve(b, len + 16);
+	while (p < end) {
+		run = p;
+		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' &&
+		    *p != '\\')
+			p++;
+		buf_add(b, run, (size_t)(p - run));
+		if (p == end)
+			break;
+		switch (*p) {
+		case '"':
+			buf_puts(b, "\\\"");
+			break;
+		case '\\':
+			buf_puts(b, "\\\\");
+			break;
+		case '\n':
+			buf_puts(b, "\\n");
+			break;
+		case '\r':
+			buf_puts(b, "\\r");
+			break;
+		case '\t':
+			buf_puts(b, "\\t");
+			break;
+		case '\b':
+			buf_puts(b, "\\b");
+			break;
+		case '\f':
+			buf_puts(b, "\\f");
+			break;
+		default:
+			if (*p < 0x20) {
+				buf_printf(b, "\\u%04x", *p);
+				break;
+			}
+			if ((n = utf8_len(p, end)) == 0) {
+				buf_puts(b, "\\ufffd");
+				break;
+			}
+			buf_add(b, p, n);
+			p += n;
+			continue;
+		}
+		p++;
+	}
+}
+
+static void
+put_utf8(struct buf *b, uint32_t cp)
+{
+	char u[4];
+
+	if (cp < 0x80) {
+		buf_putc(b, (char)cp);
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | cp >> 6);
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		buf_add(b, u, 2);
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | cp >> 12);
+		u[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		buf_add(b, u, 3);
+	} else {
+		u[0] = (char)(0xf0 | cp >> 18);
+		u[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+		u[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+		u[3] = (char)(0x80 | (cp & 0x3f));
+		buf_add(b, u, 4);
+	}
+}
+
+static int
+hex4(const char *s, uint32_t *v)
+{
+	int i;
+
+	*v = 0;
+	for (i = 0; i < 4; i++) {
+		*v <<= 4;
+		if (s[i] >= '0' && s[i] <= '9')
+			*v |= (uint32_t)(s[i] - '0');
+		else if (s[i] >= 'a' && s[i] <= 'f')
+			*v |= (uint32_t)(s[i] - 'a' + 10);
+		else if (s[i] >= 'A' && s[i] <= 'F')
+			*v |= (uint32_t)(s[i] - 'A' + 10);
+		else
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Append the decoded form of the inside of a JSON string.  A lone
+ * surrogate becomes U+FFFD rather than an error: the prompt is echoed,
+ * not judged.
+ */
+static int
+json_unescape(struct buf *b, const char *s, size_t len)
+{
+	const char *end = s + len, *run;
+	uint32_t cp, lo;
+
+	buf_reserve(b, len);
+	while (s < end) {
+		run = s;
+		while (s < end && *s != '\\')
+			s++;
+		buf_add(b, run, (size_t)(s - run));
+		if (s == end)
+			break;
+		if (++s == end)
+			return -1;
+		switch (*s++) {
+		case '"':
+			buf_putc(b, '"');
+			break;
+		case '\\':
+			buf_putc(b, '\\');
+			break;
+		case '/':
+			buf_putc(b, '/');
+			break;
+		case 'b':
+			buf_putc(b, '\b');
+			break;
+		case 'f':
+			buf_putc(b, '\f');
+			break;
+		case 'n':
+			buf_putc(b, '\n');
+			break;
+		case 'r':
+			buf_putc(b, '\r');
+			break;
+		case 't':
+			buf_putc(b, '\t');
+			break;
+		case 'u':
+			if (end - s < 4 || hex4(s, &cp) == -1)
+				return -1;
+			s += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff && end - s >= 6 &&
+			    s[0] == '\\' && s[1] == 'u' &&
+			    hex4(s + 2, &lo) == 0 && lo >= 0xdc00 &&
+			    lo <= 0xdfff) {
+				cp = 0x10000 + ((cp - 0xd800) << 10) +
+				    (lo - 0xdc00);
+				s += 6;
+			} else if (cp >= 0xd800 && cp <= 0xdfff)
+				cp = 0xfffd;
+			put_utf8(b, cp);
+			break;
+		default:
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A JSON reader just good enough to walk a request: it checks structure,
+ * and hands out raw string spans for the caller to unescape.
+ */
+static int
+jp_peek(struct jp *j)
+{
+	while (j->p < j->end &&
+	    (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+	return j->p < j->end ? (unsigned char)*j->p : -1;
+}
+
+static int
+jp_eat(struct jp *j, int ch)
+{
+	if (jp_peek(j) != ch)
+		return -1;
+	j->p++;
+	return 0;
+}
+
+static int
+jp_string(struct jp *j, const char **s, size_t *len)
+{
+	const char *p;
+
+	if (jp_eat(j, '"') == -1)
+		return -1;
+	for (p = j->p; p < j->end; p++) {
+		if (*p == '\\') {
+			if (++p == j->end)
+				return -1;
+		} else if (*p == '"') {
+			*s = j->p;
+			*len = (size_t)(p - j->p);
+			j->p = p + 1;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Step to the next member of an object whose '{' is consumed: 1 with the
+ * key, 0 at the closing '}', -1 on bad input.
+ */
+static int
+jp_member(struct jp *j, int *first, const char **k, size_t *klen)
+{
+	if (jp_peek(j) == '}') {
+		j->p++;
+		return 0;
+	}
+	if (!*first && jp_eat(j, ',') == -1)
+		return -1;
+	*first = 0;
+	if (jp_string(j, k, klen) == -1 || jp_eat(j, ':') == -1)
+		return -1;
+	jp_peek(j);
+	return 1;
+}
+
+/* Likewise for the elements of an array whose '[' is consumed. */
+static int
+jp_elem(struct jp *j, int *first)
+{
+	if (jp_peek(j) == ']') {
+		j->p++;
+		return 0;
+	}
+	if (!*first && jp_eat(j, ',') == -1)
+		return -1;
+	*first = 0;
+	jp_peek(j);
+	return 1;
+}
+
+static int
+jp_skip(struct jp *j)
+{
+	const char *s, *start;
+	size_t n;
+	int first = 1, r, ch;
+
+	switch ((ch = jp_peek(j))) {
+	case '"':
+		return jp_string(j, &s, &n);
+	case '{':
+	case '[':
+		if (++j->depth > JSON_DEPTH)
+			return -1;
+		j->p++;
+		if (ch == '{') {
+			while ((r = jp_member(j, &first, &s, &n)) > 0)
+				if (jp_skip(j) == -1)
+					return -1;
+		} else {
+			while ((r = jp_elem(j, &first)) > 0)
+				if (jp_skip(j) == -1)
+					return -1;
+		}
+		j->depth--;
+		return r;
+	default:
+		/* Numbers and literals, without checking their spelling. */
+		start = j->p;
+		while (j->p < j->end &&
+		    ((*j->p >= '0' && *j->p <= '9') ||
+		        (*j->p >= 'a' && *j->p <= 'z') || *j->p == '-' ||
+		        *j->p == '+' || *j->p == '.' || *j->p == 'E'))
+			j->p++;
+		return j->p > start ? 0 : -1;
+	}
+}
+
+static int
+jp_true(struct jp *j)
+{
+	const char *s;
+
+	jp_peek(j);
+	s = j->p;
+	if (jp_skip(j) == -1)
+		return -1;
+	return j->p - s == 4 && memcmp(s, "true", 4) == 0;
+}
+
+static int
+jp_int(struct jp *j, long max, long *v)
+{
+	const char *s;
+
+	jp_peek(j);
+	s = j->p;
+	if (jp_skip(j) == -1)
+		return -1;
+	*v = parse_num(s, (size_t)(j->p - s), max);
+	return *v < 0 ? -1 : 0;
+}
+
+static int
+keyis(const char *k, size_t klen, const char *name)
+{
+	return strlen(name) == klen && memcmp(k, name, klen) == 0;
+}
+
+/*
+ * The content of a message: a string, or (OpenAI) an array of parts
+ * whose "text" strings are joined.  Anything else counts as empty.
+ */
+static int
+chat_content(struct jp *j, struct buf *out)
+{
+	const char *s, *k;
+	size_t n, klen;
+	int first = 1, pfirst, r;
+
+	if (jp_peek(j) == '"') {
+		if (jp_string(j, &s, &n) == -1)
+			return -1;
+		return json_unescape(out, s, n);
+	}
+	if (jp_peek(j) != '[')
+		return jp_skip(j);
+	j->p++;
+	while ((r = jp_elem(j, &first)) > 0) {
+		if (jp_peek(j) != '{') {
+			if (jp_skip(j) == -1)
+				return -1;
+			continue;
+		}
+		j->p++;
+		pfirst = 1;
+		while ((r = jp_member(j, &pfirst, &k, &klen)) > 0) {
+			if (keyis(k, klen, "text") && jp_peek(j) == '"') {
+				if (jp_string(j, &s, &n) == -1 ||
+				    json_unescape(out, s, n) == -1)
+					return -1;
+			} else if (jp_skip(j) == -1)
+				return -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	return r;
+}
+
+static int
+chat_messages(struct jp *j, struct chat *ch)
+{
+	const char *k;
+	size_t klen;
+	int first = 1, mfirst, r;
+
+	if (jp_eat(j, '[') == -1)
+		return -1;
+	while ((r = jp_elem(j, &first)) > 0) {
+		/* Only the last message's content is kept. */
+		ch->content->len = 0;
+		if (jp_peek(j) != '{') {
+			if (jp_skip(j) == -1)
+				return -1;
+			continue;
+		}
+		j->p++;
+		mfirst = 1;
+		while ((r = jp_member(j, &mfirst, &k, &klen)) > 0) {
+			if (keyis(k, klen, "content")) {
+				ch->content->len = 0;
+				if (chat_content(j, ch->content) == -1)
+					return -1;
+				ch->prompt_bytes += ch->content->len;
+			} else if (jp_skip(j) == -1)
+				return -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	return r;
+}
+
+/* OpenAI's "stream_options": only include_usage matters. */
+static int
+chat_options(struct jp *j, struct chat *ch)
+{
+	const char *k;
+	size_t klen;
+	int first = 1, r;
+
+	if (jp_peek(j) != '{')
+		return jp_skip(j);
+	j->p++;
+	while ((r = jp_member(j, &first, &k, &klen)) > 0) {
+		if (keyis(k, klen, "include_usage"))
+			r = ch->include_usage = jp_true(j);
+		else
+			r = jp_skip(j);
+		if (r == -1)
+			return -1;
+	}
+	return r;
+}
+
+static int
+chat_parse(const char *body, size_t len, struct chat *ch)
+{
+	struct jp j = { body, body + len, 0 };
+	const char *k, *s;
+	size_t klen, n;
+	int first = 1, r;
+
+	ch->model->len = 0;
+	ch->content->len = 0;
+	ch->prompt_bytes = 0;
+	ch->has_model = ch->stream = ch->include_usage = 0;
+	if (jp_eat(&j, '{') == -1)
+		return -1;
+	while ((r = jp_member(&j, &first, &k, &klen)) > 0) {
+		if (keyis(k, klen, "model") && jp_peek(&j) == '"') {
+			if (jp_string(&j, &s, &n) == -1)
+				return -1;
+			ch->model->len = 0;
+			if (json_unescape(ch->model, s, n) == -1)
+				return -1;
+			ch->has_model = 1;
+		} else if (keyis(k, klen, "messages")) {
+			if (chat_messages(&j, ch) == -1)
+				return -1;
+		} else if (keyis(k, klen, "stream")) {
+			if ((ch->stream = jp_true(&j)) == -1)
+				return -1;
+		} else if (keyis(k, klen, "stream_options")) {
+			if (chat_options(&j, ch) == -1)
+				return -1;
+		} else if (jp_skip(&j) == -1)
+			return -1;
+	}
+	return r;
+}
+
+/*
+ * Apply "mock:key=value" directives found in the last message.  Values
+ * that do not parse are ignored, so that a typo shows as default
+ * behaviour rather than as a mystery error.
+ */
+static void
+directives(const char *s, size_t len, struct reply *rp, int *delay)
+{
+	const char *end = s + len, *p, *k, *v;
+	size_t klen, vlen;
+	long n;
+	int m;
+
+	for (p = s; (p = memmem(p, (size_t)(end - p), "mock:", 5)) != NULL;) {
+		k = p += 5;
+		while (p < end && *p != '=' && *p != ' ' && *p != '\t' &&
+		    *p != '\n' && *p != '\r')
+			p++;
+		if (p == end || *p != '=')
+			continue;
+		klen = (size_t)(p - k);
+		v = ++p;
+		while (p < end && *p != ' ' && *p != '\t' && *p != '\n' &&
+		    *p != '\r')
+			p++;
+		vlen = (size_t)(p - v);
+		if (keyis(k, klen, "delay")) {
+			if ((n = parse_num(v, vlen, MAX_MS)) >= 0)
+				*delay = (int)n;
+		} else if (keyis(k, klen, "status")) {
+			if ((n = parse_num(v, vlen, 599)) >= 200)
+				rp->status = (int)n;
+		} else if (keyis(k, klen, "mode")) {
+			if ((m = mode_lookup(v, vlen)) >= 0)
+				rp->mode = m;
+		} else if (keyis(k, klen, "retry_after")) {
+			if ((n = parse_num(v, vlen, INT_MAX)) >= 0)
+				rp->retry_after = (int)n;
+		}
+	}
+}
+
+static void
+body_reset(struct body *bd)
+{
+	buf_clear(&bd->b);
+	bd->fill_at = bd->fill_n = 0;
+}
+
+static void
+body_text(struct body *bd, const struct text *t)
+{
+	if (t->xfill) {
+		bd->fill_at = bd->b.len;
+		bd->fill_n = t->xfill;
+	} else
+		json_escape(&bd->b, t->s, t->len);
+}
+
+/* Append chunk as one chunk of a chunked transfer encoding. */
+static void
+body_chunk(struct body *bd, const struct body *chunk)
+{
+	const struct buf *cb = &chunk->b;
+
+	buf_printf(&bd->b, "%zx\r\n", cb->len + chunk->fill_n);
+	if (chunk->fill_n) {
+		buf_add(&bd->b, cb->p, chunk->fill_at);
+		bd->fill_at = bd->b.len;
+		bd->fill_n = chunk->fill_n;
+		buf_add(
+		    &bd->b, cb->p + chunk->fill_at, cb->len - chunk->fill_at);
+	} else
+		buf_add(&bd->b, cb->p, cb->len);
+	buf_puts(&bd->b, "\r\n");
+}
+
+static void
+rfc3339(char *dst, size_t len)
+{
+	int64_t us = wall_us();
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	char s[32];
+
+	gmtime_r(&t, &tm);
+	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(dst, len, "%s.%06ldZ", s, (long)(us % 1000000));
+}
+
+static void
+error_body(struct body *bd, enum api api, const char *msg)
+{
+	if (api == API_OLLAMA)
+		buf_printf(&bd->b, "{\"error\":\"%s\"}", msg);
+	else
+		buf_printf(&bd->b,
+		    "{\"error\":{\"message\":\"%s\","
+		    "\"type\":\"server_error\",\"code\":null}}",
+		    msg);
+}
+
+static void
+ollama_head(struct buf *b, const struct reply *rp, const char *created)
+{
+	buf_puts(b, "{\"model\":\"");
+	json_escape(b, rp->model, rp->modellen);
+	buf_printf(b,
+	    "\",\"created_at\":\"%s\",\"message\":"
+	    "{\"role\":\"assistant\",\"content\":\"",
+	    created);
+}
+
+static void
+ollama_done(struct buf *b, const struct reply *rp, size_t textlen)
+{
+	int64_t ns = (mono_us() - rp->t0) * 1000 + 1;
+
+	buf_printf(b,
+	    "\"done\":true,\"done_reason\":\"stop\","
+	    "\"total_duration\":%lld,\"prompt_eval_count\":%zu,"
+	    "\"eval_count\":%zu}",
+	    (long long)ns, rp->prompt_bytes / 4 + 1, textlen / 4 + 1);
+}
+
+static void
+openai_head(
+    struct buf *b, const struct reply *rp, const char *object, time_t created)
+{
+	buf_printf(b,
+	    "{\"id\":\"chatcmpl-%llu\",\"object\":\"%s\","
+	    "\"created\":%lld,\"model\":\"",
+	    (unsigned long long)rp->seq, object, (long long)created);
+	json_escape(b, rp->model, rp->modellen);
+	buf_puts(b, "\",");
+}
+
+static void
+openai_usage(struct buf *b, const struct reply *rp, size_t textlen)
+{
+	size_t n = rp->prompt_bytes / 4 + 1, m = textlen / 4 + 1;
+
+	buf_printf(b,
+	    "\"usage\":{\"prompt_tokens\":%zu,"
+	    "\"completion_tokens\":%zu,\"total_tokens\":%zu}",
+	    n, m, n + m);
+}
+
+/* A whole, non-streamed reply. */
+static void
+chat_body(struct body *bd, const struct reply *rp, const struct text *t)
+{
+	size_t textlen = t->xfill ? t->xfill : t->len;
+	char created[64];
+
+	if (rp->api == API_OLLAMA) {
+		rfc3339(created, sizeof(created));
+		ollama_head(&bd->b, rp, created);
+		body_text(bd, t);
+		buf_puts(&bd->b, "\"},");
+		ollama_done(&bd->b, rp, textlen);
+		return;
+	}
+	openai_head(&bd->b, rp, "chat.completion", time(NULL));
+	buf_puts(&bd->b,
+	    "\"choices\":[{\"index\":0,\"message\":"
+	    "{\"role\":\"assistant\",\"content\":\"");
+	body_text(bd, t);
+	buf_puts(&bd->b, "\"},\"finish_reason\":\"stop\"}],");
+	openai_usage(&bd->b, rp, textlen);
+	buf_putc(&bd->b, '}');
+}
+
+/*
+ * A streamed reply, as chunks: the text in a few pieces, each cut on a
+ * UTF-8 boundary so that every piece is valid on its own, then the
+ * closing records.  A big reply goes out as one piece.
+ */
+static void
+chat_stream(struct body *bd, struct body *ck, const struct reply *rp,
+    const struct text *t)
+{
+	size_t textlen = t->xfill ? t->xfill : t->len;
+	size_t cut[4], i, npieces = 3;
+	int sent = 0;
+	struct text piece;
+	char created[64];
+	time_t now = time(NULL);
+
+	cut[0] = 0;
+	for (i = 1; i < npieces; i++) {
+		cut[i] = t->len * i / npieces;
+		while (cut[i] < t->len &&
+		    ((unsigned char)t->s[cut[i]] & 0xc0) == 0x80)
+			cut[i]++;
+		if (cut[i] < cut[i - 1])
+			cut[i] = cut[i - 1];
+	}
+	cut[npieces] = t->len;
+	if (t->xfill)
+		npieces = 1;
+	rfc3339(created, sizeof(created));
+	for (i = 0; i < npieces; i++) {
+		if (t->xfill)
+			piece = *t;
+		else {
+			piece.s = t->s + cut[i];
+			piece.len = cut[i + 1] - cut[i];
+			piece.xfill = 0;
+			/* Skip empty pieces, but always send one. */
+			if (piece.len == 0 && (i > 0 || t->len > 0))
+				continue;
+		}
+		body_reset(ck);
+		if (rp->api == API_OLLAMA) {
+			ollama_head(&ck->b, rp, created);
+			body_text(ck, &piece);
+			buf_puts(&ck->b, "\"},\"done\":false}\n");
+		} else {
+			buf_puts(&ck->b, "data: ");
+			openai_head(&ck->b, rp, "chat.completion.chunk", now);
+			buf_puts(&ck->b,
+			    "\"choices\":[{\"index\":0,"
+			    "\"delta\":{");
+			if (sent == 0)
+				buf_puts(&ck->b, "\"role\":\"assistant\",");
+			buf_puts(&ck->b, "\"content\":\"");
+			body_text(ck, &piece);
+			buf_puts(&ck->b, "\"},\"finish_reason\":null}]}\n\n");
+		}
+		body_chunk(bd, ck);
+		sent++;
+	}
+	body_reset(ck);
+	if (rp->api == API_OLLAMA) {
+		ollama_head(&ck->b, rp, created);
+		buf_puts(&ck->b, "\"},");
+		ollama_done(&ck->b, rp, textlen);
+		buf_putc(&ck->b, '\n');
+		body_chunk(bd, ck);
+	} else {
+		buf_puts(&ck->b, "data: ");
+		openai_head(&ck->b, rp, "chat.completion.chunk", now);
+		buf_puts(&ck->b,
+		    "\"choices\":[{\"index\":0,\"delta\":{},"
+		    "\"finish_reason\":\"stop\"}]}\n\n");
+		body_chunk(bd, ck);
+		if (rp->include_usage) {
+			body_reset(ck);
+			buf_puts(&ck->b, "data: ");
+			openai_head(&ck->b, rp, "chat.completion.chunk", now);
+			buf_puts(&ck->b, "\"choices\":[],");
+			openai_usage(&ck->b, rp, textlen);
+			buf_puts(&ck->b, "}\n\n");
+			body_chunk(bd, ck);
+		}
+		body_reset(ck);
+		buf_puts(&ck->b, "data: [DONE]\n\n");
+		body_chunk(bd, ck);
+	}
+	buf_puts(&bd->b, "0\r\n\r\n");
+}
+
+/*
+ * Status line and headers.  clen < 0 means a chunked body.  An HTTP/1.0
+ * client is told about keep-alive explicitly, as it would assume close.
+ */
+static void
+put_head(struct buf *b, int status, const char *ctype, long long clen,
+    int keepalive, int http10, int retry_after)
+{
+	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status,
+	    reason(status), ctype);
+	if (clen < 0)
+		buf_puts(b, "Transfer-Encoding: chunked\r\n");
+	else
+		buf_printf(b, "Content-Length: %lld\r\n", clen);
+	if (retry_after >= 0)
+		buf_printf(b, "Retry-After: %d\r\n", retry_after);
+	if (!keepalive)
+		buf_puts(b, "Connection: close\r\n");
+	else if (http10)
+		buf_puts(b, "Connection: keep-alive\r\n");
+	buf_puts(b, "\r\n");
+}
+
+/* Queue a small complete response that is not a chat reply. */
+static void
+reply_simple(
+    struct conn *c, int status, const char *json, int keepalive, int http10)
+{
+	size_t n = strlen(json);
+
+	put_head(&c->out, status, "application/json", (long long)n, keepalive,
+	    http10, -1);
+	buf_add(&c->out, json, n);
+	if (!keepalive)
+		c->closing = 1;
+}
+
+/*
+ * Queue the answer to the chat request in c->rep, whose wait (if any) is
+ * over: from here on it no longer counts as in flight.
+ */
+static void
+reply_send(struct server *srv, struct conn *c)
+{
+	struct reply *rp = &c->rep;
+	struct body *bd = &srv->body;
+	const char *ctype = "application/json";
+	struct text t;
+	int chunked = 0;
+	size_t half;
+
+	srv->inflight--;
+	if (rp->mode == MODE_RESET) {
+		c->kill = c->linger0 = 1;
+		goto done;
+	}
+	srv->by_status[rp->status]++;
+	body_reset(bd);
+	switch (rp->mode) {
+	case MODE_GARBAGE:
+		buf_puts(&bd->b, "this is not json{{{");
+		break;
+	case MODE_EMPTY:
+		break;
+	default:
+		if (rp->mode == MODE_ERROR || rp->status / 100 != 2) {
+			error_body(bd, rp->api, "mock error");
+			break;
+		}
+		/* These statuses must not carry a body at all. */
+		if (rp->status == 204 || rp->status == 205)
+			break;
+		t.s = rp->text;
+		t.len = rp->textlen;
+		t.xfill = rp->mode == MODE_BIG ? BIG_BYTES : 0;
+		if (!rp->stream) {
+			chat_body(bd, rp, &t);
+			break;
+		}
+		chunked = 1;
+		ctype = rp->api == API_OLLAMA ? "application/x-ndjson"
+		                              : "text/event-stream";
+		chat_stream(bd, &srv->chunk, rp, &t);
+		break;
+	}
+	put_head(&c->out, rp->status, ctype,
+	    chunked ? -1 : (long long)(bd->b.len + bd->fill_n), rp->keepalive,
+	    rp->http10, rp->retry_after);
+	if (rp->mode == MODE_TRUNCATED) {
+		/* The head promised it all; half of it then FIN. */
+		half = bd->b.len / 2;
+		buf_add(&c->out, bd->b.p, half);
+		c->closing = 1;
+	} else if (bd->fill_n) {
+		buf_add(&c->out, bd->b.p, bd->fill_at);
+		c->fill = bd->fill_n;
+		buf_add(
+		    &c->tail, bd->b.p + bd->fill_at, bd->b.len - bd->fill_at);
+	} else
+		buf_add(&c->out, bd->b.p, bd->b.len);
+	if (!rp->keepalive)
+		c->closing = 1;
+done:
+	free(rp->model);
+	free(rp->text);
+	rp->model = rp->text = NULL;
+}
+
+static void
+log_flush(struct server *srv)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < srv->log.len) {
+		n = write(srv->logfd, srv->log.p + off, srv->log.len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			warn("could not write log");
+			break;
+		}
+		off += (size_t)n;
+	}
+	srv->log.len = 0;
+}
+
+static void
+log_request(struct server *srv, int64_t when, const struct req *rq,
+    const char *content, size_t len)
+{
+	struct buf *b = &srv->log;
+	size_t i, start;
+
+	if (srv->logfd == -1)
+		return;
+	if (b->len == 0)
+		srv->log_due = mono_us() + LOG_FLUSH_US;
+	buf_printf(b, "%lld ", (long long)when);
+	buf_add(b, rq->path, rq->pathlen);
+	buf_putc(b, ' ');
+	if (len > LOG_CONTENT)
+		len = LOG_CONTENT;
+	start = b->len;
+	buf_add(b, content, len);
+	/* One request, one line, three fields: no blanks or controls. */
+	for (i = start; i < b->len; i++)
+		if ((unsigned char)b->p[i] <= ' ' || b->p[i] == 0x7f)
+			b->p[i] = '_';
+	buf_putc(b, '\n');
+	if (b->len >= LOG_HIGH)
+		log_flush(srv);
+}
+
+static void
+heap_swap(struct server *srv, size_t a, size_t b)
+{
+	struct conn *t = srv->heap[a];
+
+	srv->heap[a] = srv->heap[b];
+	srv->heap[b] = t;
+	srv->heap[a]->heapidx = a;
+	srv->heap[b]->heapidx = b;
+}
+
+static void
+heap_up(struct server *srv, size_t i)
+{
+	size_t parent;
+
+	while (i > 0) {
+		parent = (i - 1) / 2;
+		if (srv->heap[parent]->deadline <= srv->heap[i]->deadline)
+			break;
+		heap_swap(srv, i, parent);
+		i = parent;
+	}
+}
+
+static void
+heap_down(struct server *srv, size_t i)
+{
+	size_t l, r, m;
+
+	for (;;) {
+		l = 2 * i + 1;
+		r = l + 1;
+		m = i;
+		if (l < srv->nheap &&
+		    srv->heap[l]->deadline < srv->heap[m]->deadline)
+			m = l;
+		if (r < srv->nheap &&
+		    srv->heap[r]->deadline < srv->heap[m]->deadline)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(srv, i, m);
+		i = m;
+	}
+}
+
+static void
+heap_push(struct server *srv, struct conn *c)
+{
+	if (srv->nheap == srv->heapcap) {
+		srv->heapcap = srv->heapcap ? srv->heapcap * 2 : 64;
+		srv->heap =
+		    xrealloc(srv->heap, srv->heapcap * sizeof(*srv->heap));
+	}
+	srv->heap[srv->nheap] = c;
+	c->heapidx = srv->nheap++;
+	heap_up(srv, c->heapidx);
+}
+
+static void
+heap_remove(struct server *srv, struct conn *c)
+{
+	size_t i = c->heapidx;
+
+	if (i != --srv->nheap) {
+		srv->heap[i] = srv->heap[srv->nheap];
+		srv->heap[i]->heapidx = i;
+		heap_down(srv, i);
+		heap_up(srv, i);
+	}
+}
+
+static void
+handle_chat(
+    struct server *srv, struct conn *c, const struct req *rq, enum api api)
+{
+	struct reply *rp = &c->rep;
+	struct chat ch;
+	int64_t when = wall_us();
+	int delay = -1;
+
+	srv->requests++;
+	if (++srv->inflight > srv->max_inflight)
+		srv->max_inflight = srv->inflight;
+	ch.model = &srv->model;
+	ch.content = &srv->content;
+	if (chat_parse(rq->body, rq->bodylen, &ch) == -1) {
+		log_request(srv, when, rq, "", 0);
+		srv->inflight--;
+		srv->by_status[400]++;
+		body_reset(&srv->body);
+		error_body(&srv->body, api, "invalid request body");
+		buf_putc(&srv->body.b, '\0');
+		reply_simple(c, 400, srv->body.b.p, rq->keepalive, rq->http10);
+		return;
+	}
+	log_request(srv, when, rq, ch.content->p, ch.content->len);
+
+	rp->api = api;
+	rp->mode = srv->cfg.mode;
+	rp->status = srv->cfg.status;
+	rp->retry_after = -1;
+	rp->stream = ch.stream;
+	rp->include_usage = ch.include_usage;
+	rp->keepalive = rq->keepalive;
+	rp->http10 = rq->http10;
+	rp->seq = ++srv->seq;
+	rp->t0 = mono_us();
+	rp->prompt_bytes = ch.prompt_bytes;
+	directives(ch.content->p, ch.content->len, rp, &delay);
+	if (delay < 0) {
+		delay = srv->cfg.delay_ms;
+		if (srv->cfg.jitter_ms > 0)
+			delay += (int)(rng_next(srv) %
+			    ((uint64_t)srv->cfg.jitter_ms + 1));
+	}
+	if (!ch.has_model)
+		buf_puts(ch.model, "mock");
+	rp->modellen = ch.model->len;
+	rp->model = xmalloc(rp->modellen + 1);
+	memcpy(rp->model, ch.model->p, rp->modellen);
+	rp->textlen = 6 + ch.content->len;
+	rp->text = xmalloc(rp->textlen + 1);
+	memcpy(rp->text, "echo: ", 6);
+	if (ch.content->len)
+		memcpy(rp->text + 6, ch.content->p, ch.content->len);
+	buf_clear(ch.model);
+	buf_clear(ch.content);
+
+	if (rp->mode == MODE_HANG) {
+		c->waiting = WAIT_HANG;
+	} else if (delay > 0) {
+		c->waiting = WAIT_TIMER;
+		c->deadline = rp->t0 + (int64_t)delay * 1000;
+		heap_push(srv, c);
+	} else
+		reply_send(srv, c);
+}
+
+static void
+handle_stats(struct server *srv, struct conn *c, const struct req *rq)
+{
+	struct buf *b = &srv->misc;
+	int i, first = 1;
+
+	b->len = 0;
+	buf_printf(b,
+	    "{\"requests\":%llu,\"inflight\":%ld,"
+	    "\"max_inflight\":%ld,\"by_status\":{",
+	    (unsigned long long)srv->requests, srv->inflight,
+	    srv->max_inflight);
+	for (i = 0; i < 600; i++) {
+		if (srv->by_status[i] == 0)
+			continue;
+		buf_printf(b, "%s\"%d\":%llu", first ? "" : ",", i,
+		    (unsigned long long)srv->by_status[i]);
+		first = 0;
+	}
+	buf_printf(b, "},\"connections\":%ld}", srv->connections);
+	buf_putc(b, '\0');
+	reply_simple(c, 200, b->p, rq->keepalive, rq->http10);
+}
+
+static void
+handle_reset(struct server *srv, struct conn *c, const struct req *rq)
+{
+	srv->requests = 0;
+	srv->max_inflight = srv->inflight;
+	memset(srv->by_status, 0, sizeof(srv->by_status));
+	reply_simple(c, 200, "{\"ok\":true}", rq->keepalive, rq->http10);
+}
+
+/* Change the defaults; all or nothing, so a bad field changes none. */
+static void
+handle_config(struct server *srv, struct conn *c, const struct req *rq)
+{
+	struct jp j = { rq->body, rq->body + rq->bodylen, 0 };
+	struct config cf = srv->cfg;
+	const char *k, *s;
+	size_t klen, n;
+	int first = 1, r = -1;
+	long v;
+
+	if (jp_eat(&j, '{') == -1)
+		goto bad;
+	while ((r = jp_member(&j, &first, &k, &klen)) > 0) {
+		if (keyis(k, klen, "delay_ms")) {
+			if (jp_int(&j, MAX_MS, &v) == -1)
+				goto bad;
+			cf.delay_ms = (int)v;
+		} else if (keyis(k, klen, "jitter_ms")) {
+			if (jp_int(&j, MAX_MS, &v) == -1)
+				goto bad;
+			cf.jitter_ms = (int)v;
+		} else if (keyis(k, klen, "status")) {
+			if (jp_int(&j, 599, &v) == -1 || v < 200)
+				goto bad;
+			cf.status = (int)v;
+		} else if (keyis(k, klen, "mode")) {
+			if (jp_string(&j, &s, &n) == -1 ||
+			    (cf.mode = mode_lookup(s, n)) == -1)
+				goto bad;
+		} else if (jp_skip(&j) == -1)
+			goto bad;
+	}
+	if (r < 0)
+		goto bad;
+	srv->cfg = cf;
+	reply_simple(c, 200, "{\"ok\":true}", rq->keepalive, rq->http10);
+	return;
+bad:
+	reply_simple(
+	    c, 400, "{\"error\":\"bad config\"}", rq->keepalive, rq->http10);
+}
+
+static int
+routeis(const struct req *rq, const char *method, const char *path)
+{
+	return keyis(rq->method, rq->methodlen, method) &&
+	    keyis(rq->path, rq->pathlen, path);
+}
+
+static void
+handle(struct server *srv, struct conn *c, const struct req *rq)
+{
+	if (routeis(rq, "POST", "/api/chat"))
+		handle_chat(srv, c, rq, API_OLLAMA);
+	else if (routeis(rq, "POST", "/v1/chat/completions") ||
+	    routeis(rq, "POST", "/chat/completions"))
+		handle_chat(srv, c, rq, API_OPENAI);
+	else if (routeis(rq, "GET", "/_mock/stats"))
+		handle_stats(srv, c, rq);
+	else if (routeis(rq, "POST", "/_mock/reset"))
+		handle_reset(srv, c, rq);
+	else if (routeis(rq, "POST", "/_mock/config"))
+		handle_config(srv, c, rq);
+	else
+		reply_simple(c, 404, "{\"error\":\"not found\"}", rq->keepalive,
+		    rq->http10);
+}
+
+/* Does the comma-separated header value v contain token tok? */
+static int
+has_token(const char *v, size_t len, const char *tok)
+{
+	const char *end = v + len, *s;
+	size_t n = strlen(tok), l;
+
+	while (v < end) {
+		while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+			v++;
+		s = v;
+		while (v < end && *v != ',')
+			v++;
+		l = (size_t)(v - s);
+		while (l > 0 && (s[l - 1] == ' ' || s[l - 1] == '\t'))
+			l--;
+		if (l == n && strncasecmp(s, tok, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Walk a chunked body at p: 1 when complete, with *rawlen its encoded
+ * size, 0 when more is needed, or a negative HTTP status.  With out,
+ * the decoded bytes are appended to it.
+ */
+static int
+chunk_scan(const char *p, size_t len, struct buf *out, size_t *rawlen)
+{
+	const char *s = p, *end = p + len, *eol, *q;
+	size_t total = 0, n;
+	int d, empty;
+
+	for (;;) {
+		if ((eol = memchr(s, '\n', (size_t)(end - s))) == NULL)
+			return end - s > 1024 ? -400 : 0;
+		n = 0;
+		for (q = s; q < eol; q++) {
+			if (*q >= '0' && *q <= '9')
+				d = *q - '0';
+			else if (*q >= 'a' && *q <= 'f')
+				d = *q - 'a' + 10;
+			else if (*q >= 'A' && *q <= 'F')
+				d = *q - 'A' + 10;
+			else
+				break;
+			n = n * 16 + (size_t)d;
+			if (n > MAX_BODY)
+				return -413;
+		}
+		if (q == s)
+			return -400;
+		s = eol + 1;
+		if (n == 0)
+			break;
+		if (n > MAX_BODY - total)
+			return -413;
+		if ((size_t)(end - s) < n)
+			return 0;
+		if (out != NULL)
+			buf_add(out, s, n);
+		s += n;
+		total += n;
+		if (s < end && *s == '\r')
+			s++;
+		if (s == end)
+			return 0;
+		if (*s++ != '\n')
+			return -400;
+	}
+	/* Trailer fields, up to an empty line. */
+	for (;;) {
+		if ((eol = memchr(s, '\n', (size_t)(end - s))) == NULL)
+			return end - s > MAX_HEAD ? -431 : 0;
+		empty = eol == s || (eol == s + 1 && *s == '\r');
+		s = eol + 1;
+		if (empty)
+			break;
+	}
+	*rawlen = (size_t)(s - p);
+	return 1;
+}
+
+/*
+ * Parse the request at buf: 1 when it is complete, 0 when more is
+ * needed (rq->headdone tells whether the head is in), or a negative
+ * HTTP status when it is bad.
+ */
+static int
+req_parse(const char *buf, size_t len, struct req *rq, struct buf *dechunk)
+{
+	const char *p = buf, *end = buf + len, *eol, *le, *sp, *colon, *v;
+	size_t hdrlen, raw, vlen, nlen;
+	long long cl;
+	int r;
+
+	memset(rq, 0, sizeof(*rq));
+	/* Stray line ends between requests are to be ignored. */
+	while (p < end && (*p == '\r' || *p == '\n'))
+		p++;
+	if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+		return len > MAX_HEAD ? -431 : 0;
+	le = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+	rq->method = p;
+	if ((sp = memchr(p, ' ', (size_t)(le - p))) == NULL)
+		return -400;
+	rq->methodlen = (size_t)(sp - p);
+	rq->path = p = sp + 1;
+	if ((sp = memchr(p, ' ', (size_t)(le - p))) == NULL)
+		return -400;
+	rq->pathlen = (size_t)(sp - p);
+	if ((v = memchr(p, '?', rq->pathlen)) != NULL)
+		rq->pathlen = (size_t)(v - p);
+	p = sp + 1;
+	if (keyis(p, (size_t)(le - p), "HTTP/1.1"))
+		rq->keepalive = 1;
+	else if (keyis(p, (size_t)(le - p), "HTTP/1.0"))
+		rq->http10 = 1;
+	else
+		return -400;
+
+	cl = -1;
+	for (p = eol + 1;; p = eol + 1) {
+		if ((eol = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			return len > MAX_HEAD ? -431 : 0;
+		le = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+		if (le == p)
+			break;
+		if ((colon = memchr(p, ':', (size_t)(le - p))) == NULL)
+			return -400;
+		nlen = (size_t)(colon - p);
+		for (v = colon + 1; v < le && (*v == ' ' || *v == '\t'); v++)
+			;
+		vlen = (size_t)(le - v);
+		while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+			vlen--;
+		if (nlen == 14 && strncasecmp(p, "content-length", 14) == 0) {
+			long n = parse_clen(v, vlen);
+
+			if (n < 0 || (cl >= 0 && cl != n))
+				return -400;
+			cl = n;
+		} else if (nlen == 17 &&
+		    strncasecmp(p, "transfer-encoding", 17) == 0) {
+			if (!has_token(v, vlen, "chunked"))
+				return -501;
+			rq->chunked = 1;
+		} else if (nlen == 10 &&
+		    strncasecmp(p, "connection", 10) == 0) {
+			if (has_token(v, vlen, "close"))
+				rq->keepalive = 0;
+			else if (has_token(v, vlen, "keep-alive"))
+				rq->keepalive = 1;
+		} else if (nlen == 6 && strncasecmp(p, "expect", 6) == 0) {
+			if (has_token(v, vlen, "100-continue"))
+				rq->expect = 1;
+		}
+	}
+	p = eol + 1;
+	hdrlen = (size_t)(p - buf);
+	if (hdrlen > MAX_HEAD)
+		return -431;
+	rq->headdone = 1;
+	if (rq->chunked) {
+		if ((r = chunk_scan(p, (size_t)(end - p), NULL, &raw)) != 1)
+			return r;
+		dechunk->len = 0;
+		chunk_scan(p, (size_t)(end - p), dechunk, &raw);
+		rq->body = dechunk->p ? dechunk->p : p;
+		rq->bodylen = dechunk->len;
+		rq->total = hdrlen + raw;
+		return 1;
+	}
+	rq->clen = cl < 0 ? 0 : (size_t)cl;
+	if (rq->clen > MAX_BODY)
+		return -413;
+	if ((size_t)(end - p) < rq->clen)
+		return 0;
+	rq->body = p;
+	rq->bodylen = rq->clen;
+	rq->total = hdrlen + rq->clen;
+	return 1;
+}
+
+static size_t
+out_pending(const struct conn *c)
+{
+	return c->out.len - c->outoff + c->fill + c->tail.len;
+}
+
+/* Answer the complete requests in c->in, as far as the invariants let. */
+static void
+conn_input(struct server *srv, struct conn *c)
+{
+	struct req rq;
+	size_t avail;
+	int r;
+
+	while (c->waiting == WAIT_NONE && !c->closing && !c->kill &&
+	    c->fill == 0 && c->tail.len == 0 &&
+	    c->out.len - c->outoff < OUT_HIGH &&
+	    (avail = c->in.len - c->inoff) > 0) {
+		r = req_parse(c->in.p + c->inoff, avail, &rq, &srv->dechunk);
+		if (r == 0 && avail >= IN_LIMIT)
+			r = -413;
+		if (r == 0) {
+			if (rq.headdone && rq.expect && !c->sent_continue) {
+				buf_puts(
+				    &c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+				c->sent_continue = 1;
+			}
+			break;
+		}
+		if (r < 0) {
+			/* The stream cannot be resynchronized: close. */
+			reply_simple(c, -r,
+			    -r == 413 ? "{\"error\":\"request too large\"}"
+			              : "{\"error\":\"bad request\"}",
+			    0, 0);
+			break;
+		}
+		c->sent_continue = 0;
+		handle(srv, c, &rq);
+		c->inoff += rq.total;
+		buf_clear(&srv->dechunk);
+	}
+	if (c->inoff == c->in.len) {
+		c->inoff = 0;
+		buf_clear(&c->in);
+	} else if (c->inoff > 0) {
+		memmove(c->in.p, c->in.p + c->inoff, c->in.len - c->inoff);
+		c->in.len -= c->inoff;
+		c->inoff = 0;
+	}
+}
+
+static void
+conn_read(struct conn *c, int drain)
+{
+	size_t room;
+	ssize_t n;
+
+	while (c->in.len < IN_LIMIT) {
+		buf_reserve(&c->in, READ_ROOM);
+		room = c->in.cap - c->in.len;
+		n = read(c->fd, c->in.p + c->in.len, room);
+		if (n > 0) {
+			c->in.len += (size_t)n;
+			/* A short read drained the socket. */
+			if ((size_t)n < room && !drain)
+				break;
+		} else if (n == 0) {
+			c->eof = 1;
+			break;
+		} else if (errno == EINTR) {
+			continue;
+		} else {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				c->kill = 1;
+			break;
+		}
+	}
+}
+
+static void
+conn_flush(struct server *srv, struct conn *c)
+{
+	struct buf t;
+	ssize_t n;
+
+	for (;;) {
+		if (c->outoff < c->out.len) {
+			n = send(c->fd, c->out.p + c->outoff,
+			    c->out.len - c->outoff, MSG_NOSIGNAL);
+		} else if (c->fill > 0) {
+			n = send(c->fd, srv->xblock,
+			    c->fill < XBLOCK ? c->fill : XBLOCK, MSG_NOSIGNAL);
+		} else if (c->tail.len > 0) {
+			t = c->out;
+			c->out = c->tail;
+			c->tail = t;
+			c->tail.len = 0;
+			c->outoff = 0;
+			continue;
+		} else
+			break;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				c->kill = 1;
+			return;
+		}
+		if (c->outoff < c->out.len) {
+			c->outoff += (size_t)n;
+			if (c->outoff == c->out.len) {
+				c->outoff = 0;
+				buf_clear(&c->out);
+			}
+		} else
+			c->fill -= (size_t)n;
+	}
+}
+
+static void
+conn_new(struct server *srv, int fd)
+{
+	struct epoll_event ev;
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		errx(1, "out of memory (%zu bytes)", sizeof(*c));
+	c->fd = fd;
+	c->events = EPOLLIN | EPOLLRDHUP;
+	ev.events = c->events;
+	ev.data.ptr = c;
+	if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		warn("could not watch connection");
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = srv->conns;
+	if (c->next)
+		c->next->prev = c;
+	srv->conns = c;
+	srv->connections++;
+}
+
+static void
+conn_free(struct server *srv, struct conn *c)
+{
+	struct linger lg = { 1, 0 };
+
+	if (c->waiting != WAIT_NONE) {
+		/* A request dropped unanswered is in flight no more. */
+		srv->inflight--;
+		if (c->waiting == WAIT_TIMER)
+			heap_remove(srv, c);
+	}
+	if (c->linger0 &&
+	    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == -1)
+		warn("could not set SO_LINGER");
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	buf_free(&c->in);
+	buf_free(&c->out);
+	buf_free(&c->tail);
+	free(c->rep.model);
+	free(c->rep.text);
+	free(c);
+	srv->connections--;
+}
+
+/*
+ * After anything happened to c: answer what can be answered, send what
+ * can be sent, then close c or set its epoll interest to match its state.
+ */
+static void
+conn_run(struct server *srv, struct conn *c)
+{
+	struct epoll_event ev;
+	uint32_t want = 0;
+
+	if (!c->kill)
+		conn_input(srv, c);
+	if (!c->kill)
+		conn_flush(srv, c);
+	if (c->kill || (c->eof && c->waiting != WAIT_NONE) ||
+	    (out_pending(c) == 0 && (c->closing || c->eof))) {
+		conn_free(srv, c);
+		return;
+	}
+	if (!c->eof && !c->closing && c->in.len < IN_LIMIT)
+		want |= EPOLLIN;
+	if (!c->eof)
+		want |= EPOLLRDHUP;
+	if (out_pending(c) > 0)
+		want |= EPOLLOUT;
+	if (want != c->events) {
+		ev.events = want;
+		ev.data.ptr = c;
+		if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1) {
+			warn("could not watch connection");
+			conn_free(srv, c);
+			return;
+		}
+		c->events = want;
+	}
+}
+
+static void
+conn_event(struct server *srv, struct conn *c, uint32_t ev)
+{
+	if (ev & EPOLLERR) {
+		c->kill = 1;
+	} else {
+		if (ev & EPOLLIN)
+			conn_read(c, (ev & (EPOLLRDHUP | EPOLLHUP)) != 0);
+		/* A hang-up we are not reading towards: take it as EOF. */
+		if ((ev & (EPOLLRDHUP | EPOLLHUP)) && !(c->events & EPOLLIN))
+			c->eof = 1;
+	}
+	conn_run(srv, c);
+}
+
+static void
+do_accept(struct server *srv)
+{
+	struct epoll_event ev;
+	int fd, one = 1;
+
+	for (;;) {
+		fd =
+		    accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			warn("could not accept");
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Level-triggered: pause, or spin. */
+				ev.events = 0;
+				ev.data.ptr = &srv->lfd;
+				epoll_ctl(
+				    srv->epfd, EPOLL_CTL_MOD, srv->lfd, &ev);
+				srv->accept_paused = 1;
+				srv->accept_resume =
+				    mono_us() + ACCEPT_PAUSE_US;
+			}
+			return;
+		}
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		        sizeof(one)) == -1 &&
+		    errno != EOPNOTSUPP)
+			warn("could not set TCP_NODELAY");
+		conn_new(srv, fd);
+	}
+}
+
+static void
+run_timers(struct server *srv)
+{
+	int64_t now = mono_us();
+	struct conn *c;
+
+	while (srv->nheap > 0 && srv->heap[0]->deadline <= now) {
+		c = srv->heap[0];
+		heap_remove(srv, c);
+		c->waiting = WAIT_NONE;
+		reply_send(srv, c);
+		conn_run(srv, c);
+	}
+}
+
+static int
+loop_timeout(struct server *srv)
+{
+	int64_t now = mono_us(), due = INT64_MAX, ms;
+
+	if (srv->nheap > 0)
+		due = srv->heap[0]->deadline;
+	if (srv->log.len > 0 && srv->log_due < due)
+		due = srv->log_due;
+	if (srv->accept_paused && srv->accept_resume < due)
+		due = srv->accept_resume;
+	if (due == INT64_MAX)
+		return -1;
+	if (due <= now)
+		return 0;
+	ms = (due - now + 999) / 1000;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static void
+on_signal(struct server *srv)
+{
+	struct signalfd_siginfo si;
+
+	while (read(srv->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			srv->stop = 1;
+}
+
+static void
+serve(struct server *srv)
+{
+	struct epoll_event evs[MAX_EVENTS], ev;
+	int i, n;
+
+	while (!srv->stop) {
+		n = epoll_wait(srv->epfd, evs, MAX_EVENTS, loop_timeout(srv));
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			err(1, "epoll_wait");
+		}
+		for (i = 0; i < n; i++) {
+			if (evs[i].data.ptr == &srv->lfd)
+				do_accept(srv);
+			else if (evs[i].data.ptr == &srv->sfd)
+				on_signal(srv);
+			else
+				conn_event(srv, evs[i].data.ptr, evs[i].events);
+		}
+		run_timers(srv);
+		if (srv->log.len > 0 && mono_us() >= srv->log_due)
+			log_flush(srv);
+		if (srv->accept_paused && mono_us() >= srv->accept_resume) {
+			ev.events = EPOLLIN;
+			ev.data.ptr = &srv->lfd;
+			if (epoll_ctl(
+			        srv->epfd, EPOLL_CTL_MOD, srv->lfd, &ev) == 0)
+				srv->accept_paused = 0;
+		}
+	}
+}
+
+/* Write s to path through a temporary name, so no reader sees half. */
+static void
+write_file(const char *path, const char *s)
+{
+	struct buf tmp = { NULL, 0, 0 };
+	size_t len = strlen(s);
+	int fd;
+
+	buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
+	fd = open(tmp.p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1)
+		err(1, "could not open \"%s\"", tmp.p);
+	if (write(fd, s, len) != (ssize_t)len)
+		err(1, "could not write \"%s\"", tmp.p);
+	if (close(fd) == -1)
+		err(1, "could not write \"%s\"", tmp.p);
+	if (rename(tmp.p, path) == -1)
+		err(1, "could not rename \"%s\" to \"%s\"", tmp.p, path);
+	buf_free(&tmp);
+}
+
+static int
+listen_on(const char *addr, int port)
+{
+	struct addrinfo hints, *res;
+	char host[256], serv[16];
+	size_t len = strlen(addr);
+	int fd, one = 1, e;
+
+	/* Accept "[::1]" as well as "::1". */
+	if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']') {
+		addr++;
+		len -= 2;
+	}
+	if (len >= sizeof(host))
+		errx(1, "address too long: \"%s\"", addr);
+	memcpy(host, addr, len);
+	host[len] = '\0';
+	snprintf(serv, sizeof(serv), "%d", port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((e = getaddrinfo(host, serv, &hints, &res)) != 0)
+		errx(1, "could not resolve \"%s\": %s", host, gai_strerror(e));
+	fd = socket(res->ai_family,
+	    res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd == -1)
+		err(1, "could not create socket");
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+		err(1, "could not set SO_REUSEADDR");
+	if (bind(fd, res->ai_addr, res->ai_addrlen) == -1)
+		err(1, "could not bind to \"%s\"", host);
+	freeaddrinfo(res);
+	if (listen(fd, 4096) == -1)
+		err(1, "could not listen on \"%s\"", host);
+	return fd;
+}
+
+static int
+bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		err(1, "getsockname");
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void usage(void) __attribute__((noreturn));
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: mockllm [-l addr] [-p port] [-P portfile] "
+	    "[-d delay_ms] [-j jitter_ms]\n"
+	    "               [-s status] [-m mode] [-L logfile] "
+	    "[-f pidfile]\n");
+	exit(1);
+}
+
+static int
+num_arg(const char *s, long min, long max, const char *what)
+{
+	long v;
+
+	v = parse_num(s, strlen(s), max);
+	if (v < min)
+		errx(1, "invalid %s: \"%s\"", what, s);
+	return (int)v;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct server srv;
+	const char *addr = "127.0.0.1", *portfile = NULL, *pidfile = NULL;
+	const char *logfile = NULL;
+	struct epoll_event ev;
+	struct rlimit rl;
+	struct conn *c;
+	sigset_t mask;
+	char line[32];
+	int ch, port = 0;
+
+	memset(&srv, 0, sizeof(srv));
+	srv.cfg.status = 200;
+	srv.cfg.mode = MODE_NORMAL;
+	srv.logfd = -1;
+	while ((ch = getopt(argc, argv, "d:f:j:L:l:m:P:p:s:")) != -1) {
+		switch (ch) {
+		case 'd':
+			srv.cfg.delay_ms = num_arg(optarg, 0, MAX_MS, "delay");
+			break;
+		case 'f':
+			pidfile = optarg;
+			break;
+		case 'j':
+			srv.cfg.jitter_ms =
+			    num_arg(optarg, 0, MAX_MS, "jitter");
+			break;
+		case 'L':
+			logfile = optarg;
+			break;
+		case 'l':
+			addr = optarg;
+			break;
+		case 'm':
+			srv.cfg.mode = mode_lookup(optarg, strlen(optarg));
+			if (srv.cfg.mode == -1)
+				errx(1, "invalid mode: \"%s\"", optarg);
+			break;
+		case 'P':
+			portfile = optarg;
+			break;
+		case 'p':
+			port = num_arg(optarg, 0, 65535, "port");
+			break;
+		case 's':
+			srv.cfg.status = num_arg(optarg, 200, 599, "status");
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	/* Thousands of connections need thousands of descriptors. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
+		err(1, "sigprocmask");
+	if ((srv.sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		err(1, "signalfd");
+
+	if (logfile != NULL) {
+		srv.logfd = open(
+		    logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (srv.logfd == -1)
+			err(1, "could not open \"%s\"", logfile);
+	}
+	srv.lfd = listen_on(addr, port);
+	if ((srv.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		err(1, "epoll_create1");
+	ev.events = EPOLLIN;
+	ev.data.ptr = &srv.lfd;
+	if (epoll_ctl(srv.epfd, EPOLL_CTL_ADD, srv.lfd, &ev) == -1)
+		err(1, "epoll_ctl");
+	ev.events = EPOLLIN;
+	ev.data.ptr = &srv.sfd;
+	if (epoll_ctl(srv.epfd, EPOLL_CTL_ADD, srv.sfd, &ev) == -1)
+		err(1, "epoll_ctl");
+	srv.xblock = xmalloc(XBLOCK);
+	memset(srv.xblock, 'x', XBLOCK);
+	srv.rng = (uint64_t)wall_us() ^ (uint64_t)getpid() << 32;
+	if (srv.rng == 0)
+		srv.rng = 1;
+
+	if (pidfile != NULL) {
+		snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+		write_file(pidfile, line);
+	}
+	if (portfile != NULL) {
+		snprintf(line, sizeof(line), "%d\n", bound_port(srv.lfd));
+		write_file(portfile, line);
+	}
+
+	serve(&srv);
+
+	while ((c = srv.conns) != NULL)
+		conn_free(&srv, c);
+	if (srv.logfd != -1) {
+		log_flush(&srv);
+		close(srv.logfd);
+	}
+	close(srv.lfd);
+	close(srv.epfd);
+	close(srv.sfd);
+	free(srv.heap);
+	free(srv.xblock);
+	buf_free(&srv.log);
+	buf_free(&srv.body.b);
+	buf_free(&srv.chunk.b);
+	buf_free(&srv.dechunk);
+	buf_free(&srv.model);
+	buf_free(&srv.content);
+	buf_free(&srv.misc);
+	return 0;
+}
