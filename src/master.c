@@ -137,6 +137,18 @@ child_name(const struct child *ch)
 	    cfg->roles[ch->role].name;
 }
 
+static void
+free_children(void)
+{
+	size_t i;
+
+	for (i = 0; i < nchildren; i++)
+		free(children[i].deaths);
+	free(children);
+	children = NULL;
+	nchildren = 0;
+}
+
 /* In the child, right after fork(): shed the master's resources. */
 static void
 child_init(void)
@@ -170,7 +182,7 @@ spawn(struct child *ch)
 			rc = worker_main(cfg, ch->role, ch->slots,
 			    parent_pipe[0]);
 		cfg_free(cfg);
-		free(children);
+		free_children();
 		exit(rc);
 	}
 	ch->pid = pid;
@@ -492,7 +504,7 @@ master_run(struct cfg *c, const char *path, int pidfd)
 	log_info("llmqd stopped");
 	close(parent_pipe[0]);
 	close(parent_pipe[1]);
-	free(children);
+	free_children();
 	cfg_free(cfg);
 	return exit_status;
 }

@@ -22,6 +22,8 @@
 
 extern char **environ;
 
+/* The copies; global so that leak checkers see them reachable. */
+char **proctitle_argv;
 static char *title_area;
 static size_t title_size;
 
@@ -35,6 +37,7 @@ proctitle_init(int argc, char **argv)
 	newargv = xcalloc(argc + 1, sizeof(*newargv));
 	for (i = 0; i < argc; i++)
 		newargv[i] = xstrdup(argv[i]);
+	proctitle_argv = newargv;
 	if (argc == 0 || argv[0] == NULL)
 		return newargv;
 	end = argv[0] + strlen(argv[0]) + 1;

@@ -96,7 +96,7 @@ psql_q() {
 mock_start() {
 	rm -f "$TEST_DIR/mock.port"
 	"$MOCKLLM" -P "$TEST_DIR/mock.port" -f "$TEST_DIR/mock.pid" "$@" \
-		>"$TEST_DIR/mock.out" 2>&1 &
+		>"$TEST_DIR/mock.out" 2>&1 3>&- &
 	MOCK_PID=$!
 	wait_until 10 test -s "$TEST_DIR/mock.port" || return 1
 	MOCK_PORT=$(cat "$TEST_DIR/mock.port")
@@ -112,6 +112,11 @@ mock_stop() {
 
 mock_stats() {
 	curl -s "$MOCK_URL/_mock/stats"
+}
+
+# mock_field NAME: one numeric field of the stand-in's counters.
+mock_field() {
+	mock_stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
 }
 
 # write_config FILE [EXTRA_YAML]: a configuration for the test servers,
@@ -164,7 +169,8 @@ llmq_migrate() {
 llmqd_start() {
 	local cfg=${1:-$TEST_DIR/llmq.yaml}
 	: >"$TEST_DIR/llmqd.log"
-	"$LLMQD" -f -c "$cfg" >>"$TEST_DIR/llmqd.out" 2>&1 &
+	# fd 3 is bats' own output: a daemon holding it would hang bats.
+	"$LLMQD" -f -c "$cfg" >>"$TEST_DIR/llmqd.out" 2>&1 3>&- &
 	LLMQD_PID=$!
 	export LLMQD_PID
 	wait_until 20 llmqd_ready "${2:-2}"
@@ -176,7 +182,8 @@ llmqd_ready() {
 }
 
 llmqd_stop() {
-	[ -n "$LLMQD_PID" ] || LLMQD_PID=$(cat "$TEST_DIR/llmqd.pid" 2>/dev/null)
+	# The pidfile names the llmqd running now, whichever test started it.
+	[ -s "$TEST_DIR/llmqd.pid" ] && LLMQD_PID=$(cat "$TEST_DIR/llmqd.pid")
 	[ -n "$LLMQD_PID" ] || return 0
 	kill -TERM "$LLMQD_PID" 2>/dev/null || true
 	local i

@@ -289,7 +289,7 @@ test_defaults(void)
 		return;
 	}
 	CHECK(c->user == NULL &&
-	        strcmp(c->pidfile, "/run/llmq/llmqd.pid") == 0 &&
+	        strcmp(c->pidfile, RUNSTATEDIR "/llmq/llmqd.pid") == 0 &&
 	        strcmp(c->log, "syslog") == 0 && c->log_level == LOG_INFO,
 	    "defaults: user, pidfile, log, log_level");
 	CHECK(c->poll_interval_ms == 100 && c->batch_size == 50 &&
