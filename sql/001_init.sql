@@ -111,6 +111,22 @@ CREATE TRIGGER requests_notify_new
 	REFERENCING NEW TABLE AS new_rows
 	FOR EACH STATEMENT EXECUTE FUNCTION llmq.notify_new();
 
+-- A row handed back to pending (its worker stopped or died, or its lease
+-- ran out) wakes the workers of its role at once, not at their next poll.
+CREATE FUNCTION llmq.notify_requeued() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify('llmq_req_' || NEW.role, '');
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER requests_notify_requeued
+	AFTER UPDATE OF status ON llmq.requests
+	FOR EACH ROW
+	WHEN (NEW.status = 'pending' AND OLD.status = 'processing')
+	EXECUTE FUNCTION llmq.notify_requeued();
+
 -- Wake waiters when a request reaches a final state, in the transaction
 -- that finishes it.  The payload is the id.
 CREATE FUNCTION llmq.notify_done() RETURNS trigger
@@ -217,9 +233,9 @@ BEGIN
 	INSERT INTO llmq.requests (role, messages, options, model, complexity,
 	    priority, run_after, max_attempts, timeout_ms)
 	VALUES (p_role, p_messages, o, o ->> 'model', o ->> 'complexity',
-	    coalesce((o ->> 'priority')::integer, 0),
+	    coalesce((o ->> 'priority')::numeric::integer, 0),
 	    coalesce((o ->> 'run_after')::timestamptz, now()),
-	    (o ->> 'max_attempts')::integer, v_timeout)
+	    (o ->> 'max_attempts')::numeric::integer, v_timeout)
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END

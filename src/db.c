@@ -80,7 +80,8 @@ static const struct {
 	  " WHERE status = 'processing' AND locked_by = $1" },
 	{ "holders",
 	  "SELECT DISTINCT locked_by FROM llmq.requests"
-	  " WHERE status = 'processing' AND locked_by LIKE $1"
+	  " WHERE status = 'processing'"
+	  "   AND left(locked_by, length($1)) = $1"
 	  "   AND ($2::text IS NULL OR role = $2)" },
 	/*
 	 * A row taken from a holder that is gone, or whose lease ran out:
@@ -104,6 +105,8 @@ static const struct {
 	  "DELETE FROM llmq.requests WHERE id IN"
 	  " (SELECT id FROM llmq.requests"
 	  "   WHERE status IN ('completed', 'failed', 'cancelled')"
+	  "     AND finished_at < now() - $1::bigint * interval '1 millisecond'"
+	  /* Implied by the line above; lets the index on created_at help. */
 	  "     AND created_at < now() - $1::bigint * interval '1 millisecond'"
 	  "   LIMIT $2)" },
 	{ "register",
@@ -309,8 +312,10 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 			add_int(o, "prompt_tokens", c->prompt_tokens);
 		if (c->completion_tokens >= 0)
 			add_int(o, "completion_tokens", c->completion_tokens);
-		if (c->first_byte_us > 0)
-			add_int(o, "first_us", c->first_byte_us);
+		/*
+		 * first_us stays unset: the first byte of a whole reply is
+		 * not its first token.  Streaming will fill it.
+		 */
 		add_int(o, "finished_us", c->finished_us);
 		json_object_array_add(arr, o);
 	}
@@ -362,7 +367,8 @@ db_rescue_dead(PGconn *conn, const char *role)
 	long pid;
 	int i, n, total = 0, r;
 
-	like = xasprintf("%s:%%", host_name());
+	/* A prefix compared as is: LIKE would read "_" as a wildcard. */
+	like = xasprintf("%s:", host_name());
 	v[0] = like;
 	v[1] = role;
 	res = run(conn, "holders", 2, v, PGRES_TUPLES_OK);

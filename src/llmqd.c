@@ -51,7 +51,7 @@ usage(FILE *f)
  * printing why (another llmqd holds it, or it cannot be opened).
  */
 static int
-pidfile_lock(const char *path)
+pidfile_lock(const char *path, const struct passwd *pw)
 {
 	char buf[32], *dir, *copy;
 	ssize_t n;
@@ -59,7 +59,12 @@ pidfile_lock(const char *path)
 
 	copy = xstrdup(path);
 	dir = dirname(copy);
-	if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+	if (mkdir(dir, 0755) == 0) {
+		/* Ours: let the unprivileged user remove the pidfile later. */
+		if (pw != NULL && geteuid() == 0 &&
+		    chown(dir, pw->pw_uid, pw->pw_gid) == -1)
+			log_warn("could not chown \"%s\"", dir);
+	} else if (errno != EEXIST) {
 		log_warn("could not create \"%s\"", dir);
 		free(copy);
 		return -1;
@@ -103,25 +108,21 @@ pidfile_write(int fd, const char *path)
  * checked, and then checked again that root cannot be regained.
  */
 static int
-drop_privileges(const char *user, int pidfd)
+drop_privileges(const struct passwd *pw, int pidfd)
 {
-	struct passwd *pw;
-
-	if (user == NULL)
+	if (pw == NULL)
 		return 0;
-	if ((pw = getpwnam(user)) == NULL) {
-		log_warnx("unknown user \"%s\"", user);
-		return -1;
-	}
 	if (geteuid() != 0) {
 		if (geteuid() != pw->pw_uid)
 			log_warnx("not running as root; ignoring user \"%s\"",
-			    user);
+			    pw->pw_name);
 		return 0;
 	}
-	/* Let the new user update and remove the pidfile. */
+	/* Let the new user update the pidfile and reopen the log. */
 	if (pidfd != -1 && fchown(pidfd, pw->pw_uid, pw->pw_gid) == -1)
 		log_warn("fchown() of the pidfile failed");
+	if (log_fd() != -1 && fchown(log_fd(), pw->pw_uid, pw->pw_gid) == -1)
+		log_warn("fchown() of the log file failed");
 	if (initgroups(pw->pw_name, pw->pw_gid) == -1) {
 		log_warn("initgroups() failed");
 		return -1;
@@ -161,7 +162,11 @@ daemonize(int *ready_fd)
 		break;
 	default:
 		close(p[1]);
-		exit(read(p[0], &c, 1) == 1 ? 0 : 1);
+		if (read(p[0], &c, 1) == 1)
+			exit(0);
+		fprintf(stderr, "llmqd: the daemon failed to start; see its "
+		    "log\n");
+		exit(1);
 	}
 	close(p[0]);
 	fd_cloexec(p[1]);
@@ -184,9 +189,10 @@ int
 main(int argc, char **argv)
 {
 	const char *path = SYSCONFDIR "/llmq.yaml";
-	struct cfg *cfg;
-	char err[1024], *pidpath;
-	int ch, foreground = 0, test = 0, pidfd, ready = -1, rc, fd;
+	struct cfg *cfg = NULL;
+	struct passwd pwbuf, *pw = NULL;
+	char err[1024], *pidpath, *abspath = NULL;
+	int ch, foreground = 0, test = 0, pidfd = -1, ready = -1, rc = 1, fd;
 
 	argv = proctitle_init(argc, argv);
 	log_init("llmqd", "stderr", LOG_INFO);
@@ -217,35 +223,48 @@ main(int argc, char **argv)
 		return 64;
 	}
 
+	/* Reloads happen after chdir("/"): keep the path absolute. */
+	if ((abspath = realpath(path, NULL)) != NULL)
+		path = abspath;
+
 	if ((cfg = cfg_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "llmqd: %s\n", err);
 		if (test)
 			fprintf(stderr, "llmqd: configuration file \"%s\" "
 			    "test failed\n", path);
-		return 1;
+		goto out;
+	}
+	if (cfg->user != NULL) {
+		if ((pw = getpwnam(cfg->user)) == NULL) {
+			fprintf(stderr, "llmqd: %s: user: unknown user "
+			    "\"%s\"\n", path, cfg->user);
+			goto out;
+		}
+		/* getpwnam()'s buffer is reused by later calls. */
+		pwbuf = *pw;
+		pwbuf.pw_name = xstrdup(pw->pw_name);
+		pw = &pwbuf;
 	}
 	if (test) {
 		printf("llmqd: configuration file \"%s\" test is successful\n",
 		    path);
-		cfg_free(cfg);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 
-	if ((pidfd = pidfile_lock(cfg->pidfile)) == -1) {
-		cfg_free(cfg);
-		return 1;
-	}
+	if ((pidfd = pidfile_lock(cfg->pidfile, pw)) == -1)
+		goto out;
 	if (!foreground)
 		daemonize(&ready);
 	/* After fork(): the lock belongs to this process's descriptor. */
 	if (pidfile_write(pidfd, cfg->pidfile) == -1)
-		return 1;
+		goto out;
 	if (log_init("llmqd", cfg->log, cfg->log_level) == -1) {
 		log_warn("could not open log \"%s\"", cfg->log);
-		return 1;
+		goto out;
 	}
-	if (drop_privileges(cfg->user, pidfd) == -1)
-		return 1;
+	if (drop_privileges(pw, pidfd) == -1)
+		goto out;
 	if (!foreground && strcmp(cfg->log, "stderr") != 0 &&
 	    (fd = open("/dev/null", O_WRONLY)) != -1) {
 		dup2(fd, STDERR_FILENO);
@@ -260,9 +279,20 @@ main(int argc, char **argv)
 	/* A reload does not move the pidfile: it changes on restart only. */
 	pidpath = xstrdup(cfg->pidfile);
 	rc = master_run(cfg, path, pidfd);
-	if (unlink(pidpath) == -1)
+	cfg = NULL; /* master_run() owns and frees it */
+	/*
+	 * The directory may not be ours to write after the privilege drop;
+	 * an empty pidfile says "not running" just as well.
+	 */
+	if (unlink(pidpath) == -1 && ftruncate(pidfd, 0) == -1)
 		log_warn("could not remove pidfile \"%s\"", pidpath);
-	close(pidfd);
 	free(pidpath);
+out:
+	if (pidfd != -1)
+		close(pidfd);
+	cfg_free(cfg);
+	if (pw != NULL)
+		free(pw->pw_name);
+	free(abspath);
 	return rc;
 }

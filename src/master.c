@@ -395,9 +395,11 @@ reload(void)
 		    "%s", err);
 		return;
 	}
-	if (log_init("llmqd", ncfg->log, ncfg->log_level) == -1)
+	if (strcmp(ncfg->log, cfg->log) != 0 &&
+	    log_init("llmqd", ncfg->log, ncfg->log_level) == -1)
 		log_warn("could not open log \"%s\"; logging stays where it "
 		    "was", ncfg->log);
+	log_set_level(ncfg->log_level);
 	old = generation++;
 	for (i = 0; i < nchildren;) {
 		if (children[i].pid == 0) {

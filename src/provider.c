@@ -401,6 +401,22 @@ provider_call_done(struct call *c, CURLcode code)
 	json_object_put(o);
 }
 
+struct call *
+provider_call_failed(int64_t id, int attempt, const char *kind,
+    const char *message)
+{
+	struct call *c;
+
+	c = xcalloc(1, sizeof(*c));
+	c->id = id;
+	c->attempt = attempt;
+	c->model = -1;
+	c->prompt_tokens = c->completion_tokens = -1;
+	c->started_us = wall_us();
+	provider_call_fail(c, kind, "%s", message);
+	return c;
+}
+
 void
 provider_call_free(struct call *c)
 {

@@ -65,6 +65,13 @@ void provider_call_done(struct call *c, CURLcode code);
 void provider_call_fail(struct call *c, const char *kind, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 
+/*
+ * A call that never reached a provider (the request could not be sent),
+ * already failed with kind and message, for the same write-back path.
+ */
+struct call *provider_call_failed(int64_t id, int attempt, const char *kind,
+    const char *message);
+
 void provider_call_free(struct call *c);
 
 #endif

@@ -223,22 +223,39 @@ route(const struct worker *w, const struct claimed *r, const char **why)
 	return -1;
 }
 
+/* Queue a result for a row that could not be called at all. */
+static void
+fail_now(struct worker *w, const struct claimed *r, const char *kind,
+    const char *msg)
+{
+	struct call *c;
+
+	c = provider_call_failed(r->id, r->attempt, kind, msg);
+	c->next = w->done;
+	w->done = c;
+	w->ndone++;
+}
+
+/*
+ * Start the call of a claimed row.  A row that cannot be called (no
+ * model for it, unusable messages) is failed through the same batch as
+ * finished calls, so that no database error here can strand a claimed
+ * row.
+ */
 static void
 start_call(struct worker *w, const struct claimed *r)
 {
 	const char *why = NULL;
-	char err[256];
+	char err[256], *msg;
 	struct call *c;
 	int64_t timeout;
 	int m;
 	CURLMcode mc;
 
 	if ((m = route(w, r, &why)) == -1) {
-		char *msg = xasprintf("%s: \"%s\"", why,
+		msg = xasprintf("%s: \"%s\"", why,
 		    r->model != NULL ? r->model : "");
-		if (db_fail(w->pg, w->me, r->id, r->attempt, "bad_request",
-		    msg) == -1)
-			pg_drop(w);
+		fail_now(w, r, "bad_request", msg);
 		free(msg);
 		return;
 	}
@@ -248,9 +265,7 @@ start_call(struct worker *w, const struct claimed *r)
 	c = provider_call_new(w->cfg, m, r->id, r->attempt, r->messages,
 	    r->options, timeout, err, sizeof(err));
 	if (c == NULL) {
-		if (db_fail(w->pg, w->me, r->id, r->attempt, "bad_request",
-		    err) == -1)
-			pg_drop(w);
+		fail_now(w, r, "bad_request", err);
 		return;
 	}
 	if ((mc = curl_multi_add_handle(w->multi, c->easy)) != CURLM_OK) {
@@ -288,7 +303,7 @@ claim(struct worker *w)
 	/* A full batch: more may be due; look again when slots free up. */
 	w->want_claim = n > 0 && n == (free_slots < w->cfg->batch_size ?
 	    free_slots : w->cfg->batch_size);
-	for (i = 0; i < n && w->pg != NULL; i++)
+	for (i = 0; i < n; i++)
 		start_call(w, &rows[i]);
 	db_claimed_free(rows, n);
 }
@@ -339,20 +354,69 @@ free_list(struct call *c)
 	}
 }
 
+/*
+ * Write the results of the done list.  When the batch is refused while
+ * the connection stays up (a value the server will not store), write
+ * them one by one so that one bad result cannot hold back the others;
+ * one that still fails is failed as internal, and if even that fails it
+ * is dropped and its row left to the lease.  Results are kept only when
+ * the connection is gone, to be written after reconnecting.
+ */
+static void
+keep(struct worker *w, struct call *list)
+{
+	struct call *c;
+
+	w->done = list;
+	w->ndone = 0;
+	for (c = list; c != NULL; c = c->next)
+		w->ndone++;
+}
+
 static void
 flush(struct worker *w)
 {
+	struct call *c, *rest;
+
 	if (w->done == NULL || w->pg == NULL)
 		return;
-	if (db_finish(w->pg, w->me, w->done) == -1) {
-		if (db_lost(w->pg))
-			pg_drop(w);
-		/* Kept; written after reconnecting. */
+	if (db_finish(w->pg, w->me, w->done) != -1) {
+		free_list(w->done);
+		keep(w, NULL);
 		return;
 	}
-	free_list(w->done);
-	w->done = NULL;
-	w->ndone = 0;
+	if (db_lost(w->pg)) {
+		pg_drop(w);
+		return;
+	}
+	rest = w->done;
+	keep(w, NULL);
+	while (rest != NULL) {
+		c = rest;
+		rest = c->next;
+		c->next = NULL;
+		if (db_finish(w->pg, w->me, c) != -1) {
+			provider_call_free(c);
+			continue;
+		}
+		if (db_lost(w->pg)) {
+			c->next = rest;
+			keep(w, c);
+			pg_drop(w);
+			return;
+		}
+		if (db_fail(w->pg, w->me, c->id, c->attempt, "internal",
+		    "the result could not be stored") == -1)
+			log_warnx("request %lld: result dropped; the row "
+			    "returns to pending when its lease ends",
+			    (long long)c->id);
+		provider_call_free(c);
+		if (db_lost(w->pg)) {
+			keep(w, rest);
+			pg_drop(w);
+			return;
+		}
+	}
 }
 
 /* Abort every call in flight (their rows are handed back). */
