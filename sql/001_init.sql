@@ -62,8 +62,6 @@ CREATE TABLE llmq.requests (
 	first_token_at	timestamptz,
 	finished_at	timestamptz,
 
-	CONSTRAINT requests_messages_valid
-		CHECK (llmq.messages_valid(messages)),
 	CONSTRAINT requests_options_object
 		CHECK (jsonb_typeof(options) = 'object'),
 	CONSTRAINT requests_complexity_known
@@ -80,6 +78,28 @@ CREATE TABLE llmq.requests (
 	CONSTRAINT requests_timeout_positive
 		CHECK (timeout_ms > 0)
 );
+
+-- messages are checked by a trigger rather than a CHECK constraint: a
+-- CHECK is evaluated again on every UPDATE of the row (claim, renew,
+-- finish), and this one costs a subquery each time; the trigger fires
+-- only when messages are written.
+CREATE FUNCTION llmq.check_messages() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF NOT llmq.messages_valid(NEW.messages) THEN
+		RAISE EXCEPTION 'invalid messages: expected a non-empty array '
+		    'of objects with string "role" (system, user, assistant or '
+		    'tool) and "content"'
+		    USING ERRCODE = 'check_violation',
+			  CONSTRAINT = 'requests_messages_valid';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER requests_messages_valid
+	BEFORE INSERT OR UPDATE OF messages ON llmq.requests
+	FOR EACH ROW EXECUTE FUNCTION llmq.check_messages();
 
 -- The claim reads this index only: pending rows of one role, in the order
 -- they are served.

@@ -96,18 +96,21 @@ parse_json(const char *s, size_t len, char *err, size_t errlen)
 /*
  * The body for one call.  Caller parameters ("params" in the options:
  * temperature, max_tokens, ...) go where each dialect expects them:
- * top level for OpenAI, under "options" for Ollama.
+ * top level for OpenAI, under "options" for Ollama.  The messages are
+ * spliced in as the database printed them (valid JSON, checked on
+ * insert) rather than parsed and printed again: they are the bulk of
+ * the body, and this is on every request's path.
  */
 static char *
-build_body(enum prov_kind kind, const char *model, json_object *msgs,
+build_body(enum prov_kind kind, const char *model, const char *messages,
     json_object *opts)
 {
 	json_object *body, *params = NULL, *dst;
+	const char *rest;
 	char *out;
 
 	body = json_object_new_object();
 	json_object_object_add(body, "model", json_object_new_string(model));
-	json_object_object_add(body, "messages", json_object_get(msgs));
 	json_object_object_add(body, "stream", json_object_new_boolean(0));
 	if (opts != NULL && json_object_object_get_ex(opts, "params",
 	    &params) && json_object_is_type(params, json_type_object)) {
@@ -128,8 +131,10 @@ build_body(enum prov_kind kind, const char *model, json_object *msgs,
 			json_object_object_add(dst, k, json_object_get(val));
 		}
 	}
-	out = xstrdup(json_object_to_json_string_ext(body,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	/* "{...}": splice the messages in after the opening brace. */
+	rest = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	out = xasprintf("{\"messages\":%s,%s", messages, rest + 1);
 	json_object_put(body);
 	return out;
 }
@@ -141,19 +146,19 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 {
 	const struct cfg_model *m = &cfg->models[model];
 	const struct cfg_provider *p = &cfg->providers[m->provider];
-	json_object *msgs, *opts = NULL;
+	json_object *opts = NULL;
 	struct call *c;
 	char *url, *auth;
 
-	if ((msgs = parse_json(messages, strlen(messages), err, errlen)) ==
-	    NULL)
-		return NULL;
-	if (options != NULL && *options != '\0' &&
-	    (opts = parse_json(options, strlen(options), err, errlen)) ==
-	    NULL) {
-		json_object_put(msgs);
+	if (messages == NULL || messages[0] != '[') {
+		snprintf(err, errlen, "messages are not a JSON array");
 		return NULL;
 	}
+	/* Most requests carry no parameters: parse only when they do. */
+	if (options != NULL && strstr(options, "\"params\"") != NULL &&
+	    (opts = parse_json(options, strlen(options), err, errlen)) ==
+	    NULL)
+		return NULL;
 
 	c = xcalloc(1, sizeof(*c));
 	c->id = id;
@@ -163,8 +168,7 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	c->prov = p;
 	c->maxresp = p->max_response;
 	c->prompt_tokens = c->completion_tokens = -1;
-	c->body = build_body(p->kind, m->name, msgs, opts);
-	json_object_put(msgs);
+	c->body = build_body(p->kind, m->name, messages, opts);
 	json_object_put(opts);
 
 	if ((c->easy = curl_easy_init()) == NULL)

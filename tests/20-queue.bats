@@ -145,7 +145,7 @@ field() {
 	[[ "$output" == *"unknown complexity"* ]]
 	run psql_q "INSERT INTO llmq.requests (role, messages) VALUES ('planner', '[1,2]')"
 	[ "$status" -ne 0 ]
-	[[ "$output" == *requests_messages_valid* ]]
+	[[ "$output" == *"invalid messages: expected a non-empty array"* ]]
 	[ "$(psql_q "SELECT count(*) FROM llmq.requests")" = "$before" ]
 }
 
