@@ -56,7 +56,7 @@ struct sample {
 	int64_t id; /* of the request; 0 for a notification */
 	int64_t sent_us;
 	int64_t claimed_us; /* the row's claimed_at; 0: unknown */
-	int64_t seen_us; /* 0: not seen */
+	int64_t seen_us;    /* 0: not seen */
 };
 
 /* Which interval of a sample to look at. */

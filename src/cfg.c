@@ -713,8 +713,8 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 	ke = key_get(keys, "api_key_env");
 	if (kf->key != NULL && ke->key != NULL) {
 		/* Blame whichever comes second. */
-		k = kf->key->start_mark.index > ke->key->start_mark.index ? kf
-		                                                          : ke;
+		k = kf->key->start_mark.index > ke->key->start_mark.index ? kf :
+		                                                            ke;
 		path_push(ld, k->name);
 		return fail(ld, k->key,
 		    "api_key_file and api_key_env are mutually exclusive");

@@ -20,46 +20,46 @@ enum complexity { CX_SIMPLE, CX_MEDIUM, CX_COMPLEX, CX_COUNT };
 struct cfg_provider {
 	char *name;
 	enum prov_kind kind;
-	char *url;		  /* base URL, no trailing slash */
-	int64_t timeout_ms;	  /* whole call; default 60s */
+	char *url;                  /* base URL, no trailing slash */
+	int64_t timeout_ms;         /* whole call; default 60s */
 	int64_t connect_timeout_ms; /* default 5s */
-	int concurrency;	  /* 0: no limit of its own */
-	size_t max_response;	  /* bytes; default 8 MiB */
-	char *api_key;		  /* from api_key_file / api_key_env; secret */
+	int concurrency;            /* 0: no limit of its own */
+	size_t max_response;        /* bytes; default 8 MiB */
+	char *api_key; /* from api_key_file / api_key_env; secret */
 };
 
 struct cfg_model {
-	char *name;		/* as sent to the provider */
-	int provider;		/* index into cfg.providers */
-	int fallback;		/* index into cfg.models, or -1 */
-	int concurrency;	/* 0: no limit of its own */
+	char *name;      /* as sent to the provider */
+	int provider;    /* index into cfg.providers */
+	int fallback;    /* index into cfg.models, or -1 */
+	int concurrency; /* 0: no limit of its own */
 };
 
 struct cfg_role {
-	char *name;		/* [a-z][a-z0-9_]*, at most 40 bytes */
-	int processes;		/* default 1 */
-	int concurrency;	/* default 1 */
-	int model;		/* index into cfg.models, or -1 when by complexity */
+	char *name;      /* [a-z][a-z0-9_]*, at most 40 bytes */
+	int processes;   /* default 1 */
+	int concurrency; /* default 1 */
+	int model;       /* index into cfg.models, or -1 when by complexity */
 	int by_complexity[CX_COUNT]; /* indexes, -1 when unset */
-	int64_t timeout_ms;	/* 0: the provider's timeout */
-	int max_attempts;	/* default 3 */
+	int64_t timeout_ms;          /* 0: the provider's timeout */
+	int max_attempts;            /* default 3 */
 };
 
 struct cfg {
 	char *path;
-	char *database;		/* libpq conninfo; required */
-	char *user;		/* NULL: do not change user */
-	char *pidfile;		/* default LOCALSTATEDIR/run/llmq/llmqd.pid */
-	char *log;		/* "syslog", "stderr" or a path; default syslog */
-	int log_level;		/* syslog level; default LOG_INFO */
-	int64_t poll_interval_ms; /* default 100 */
-	int batch_size;		/* default 50 */
-	int64_t lease_ms;	/* default 5m */
+	char *database; /* libpq conninfo; required */
+	char *user;     /* NULL: do not change user */
+	char *pidfile;  /* default LOCALSTATEDIR/run/llmq/llmqd.pid */
+	char *log;      /* "syslog", "stderr" or a path; default syslog */
+	int log_level;  /* syslog level; default LOG_INFO */
+	int64_t poll_interval_ms;    /* default 100 */
+	int batch_size;              /* default 50 */
+	int64_t lease_ms;            /* default 5m */
 	int64_t shutdown_timeout_ms; /* default 30s */
-	int64_t retention_ms;	/* default 90d */
-	int crash_limit;	/* deaths of one role ...; default 5 */
-	int64_t crash_window_ms; /* ... within this window; default 60s */
-	int limit_global;	/* limits.global; 0: none */
+	int64_t retention_ms;        /* default 90d */
+	int crash_limit;             /* deaths of one role ...; default 5 */
+	int64_t crash_window_ms;     /* ... within this window; default 60s */
+	int limit_global;            /* limits.global; 0: none */
 
 	struct cfg_provider *providers;
 	size_t nproviders;
@@ -69,7 +69,7 @@ struct cfg {
 	size_t nroles;
 
 	/* consumer: */
-	char *metrics_file;	/* NULL: none */
+	char *metrics_file;           /* NULL: none */
 	int64_t consumer_interval_ms; /* default 1s */
 };
 
@@ -79,8 +79,8 @@ struct cfg {
  */
 struct cfg *cfg_load(const char *path, char *err, size_t errlen);
 /* Same, from a string (for unit tests); name is used in messages. */
-struct cfg *cfg_load_string(const char *name, const char *text,
-    char *err, size_t errlen);
+struct cfg *cfg_load_string(
+    const char *name, const char *text, char *err, size_t errlen);
 void cfg_free(struct cfg *);
 
 /*

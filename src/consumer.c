@@ -24,8 +24,8 @@
 #include "util.h"
 #include "worker.h"
 
-#define PURGE_BATCH	1000
-#define PURGE_EVERY_MS	60000
+#define PURGE_BATCH 1000
+#define PURGE_EVERY_MS 60000
 
 int
 consumer_main(const struct cfg *cfg, int parent_fd)
@@ -48,11 +48,11 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 		}
 		if (now >= next_run) {
 			if (pg == NULL &&
-			    (pg = db_connect(cfg->database,
-			    "llmqd consumer")) == NULL) {
+			    (pg = db_connect(
+			         cfg->database, "llmqd consumer")) == NULL) {
 				next_run = now + backoff;
-				backoff = backoff * 2 > 5000 ? 5000 :
-				    backoff * 2;
+				backoff =
+				    backoff * 2 > 5000 ? 5000 : backoff * 2;
 				goto wait;
 			}
 			backoff = 100;
@@ -62,8 +62,8 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			if (now >= next_purge) {
 				total = 0;
 				while ((n = db_purge(pg, cfg->retention_ms,
-				    PURGE_BATCH)) > 0 && !child_term &&
-				    !child_quit)
+				            PURGE_BATCH)) > 0 &&
+				    !child_term && !child_quit)
 					total += n;
 				if (n == -1)
 					goto lost;
@@ -75,21 +75,21 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			next_run = now + cfg->consumer_interval_ms;
 		}
 		goto wait;
-lost:
+	lost:
 		if (db_lost(pg)) {
 			PQfinish(pg);
 			pg = NULL;
 			log_warnx("lost the database connection; reconnecting");
 		}
 		next_run = mono_ms() + backoff;
-wait:
+	wait:
 		pfd[0].fd = child_wake_fd();
 		pfd[0].events = POLLIN;
 		pfd[1].fd = parent_fd;
 		pfd[1].events = POLLIN;
 		now = mono_ms();
-		if (poll(pfd, 2, next_run > now ? (int)(next_run - now) : 0)
-		    > 0) {
+		if (poll(pfd, 2, next_run > now ? (int)(next_run - now) : 0) >
+		    0) {
 			if (pfd[0].revents)
 				while (read(pfd[0].fd, buf, sizeof(buf)) > 0)
 					;

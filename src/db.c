@@ -29,88 +29,92 @@ static const struct {
 	const char *sql;
 } stmts[] = {
 	{ "claim",
-	  "UPDATE llmq.requests r"
-	  "   SET status = 'processing', attempts = r.attempts + 1,"
-	  "       locked_by = $2, claimed_at = clock_timestamp(),"
-	  "       lease_until = clock_timestamp() +"
-	  "           $4::bigint * interval '1 millisecond',"
-	  "       max_attempts = coalesce(r.max_attempts, $5::integer)"
-	  "  FROM (SELECT id FROM llmq.requests"
-	  "         WHERE role = $1 AND status = 'pending'"
-	  "           AND run_after <= now()"
-	  "         ORDER BY priority DESC, run_after, id"
-	  "         LIMIT $3 FOR UPDATE SKIP LOCKED) c"
-	  " WHERE r.id = c.id"
-	  " RETURNING r.id, r.attempts, r.messages, r.options, r.model,"
-	  "           r.complexity, r.timeout_ms" },
+	    "UPDATE llmq.requests r"
+	    "   SET status = 'processing', attempts = r.attempts + 1,"
+	    "       locked_by = $2, claimed_at = clock_timestamp(),"
+	    "       lease_until = clock_timestamp() +"
+	    "           $4::bigint * interval '1 millisecond',"
+	    "       max_attempts = coalesce(r.max_attempts, $5::integer)"
+	    "  FROM (SELECT id FROM llmq.requests"
+	    "         WHERE role = $1 AND status = 'pending'"
+	    "           AND run_after <= now()"
+	    "         ORDER BY priority DESC, run_after, id"
+	    "         LIMIT $3 FOR UPDATE SKIP LOCKED) c"
+	    " WHERE r.id = c.id"
+	    " RETURNING r.id, r.attempts, r.messages, r.options, r.model,"
+	    "           r.complexity, r.timeout_ms" },
 	{ "finish",
-	  "UPDATE llmq.requests r"
-	  "   SET status = v.status, response = v.response,"
-	  "       error_kind = v.error_kind, error_message = v.error_message,"
-	  "       http_status = v.http_status, model_used = v.model_used,"
-	  "       prompt_tokens = v.prompt_tokens,"
-	  "       completion_tokens = v.completion_tokens,"
-	  "       first_token_at = to_timestamp(v.first_us / 1e6),"
-	  "       finished_at = to_timestamp(v.finished_us / 1e6),"
-	  "       locked_by = NULL, lease_until = NULL"
-	  "  FROM jsonb_to_recordset($1::jsonb) AS v(id bigint,"
-	  "       attempt integer, status text, response text,"
-	  "       error_kind text, error_message text, http_status integer,"
-	  "       model_used text, prompt_tokens integer,"
-	  "       completion_tokens integer, first_us bigint,"
-	  "       finished_us bigint)"
-	  " WHERE r.id = v.id AND r.status = 'processing'"
-	  "   AND r.locked_by = $2 AND r.attempts = v.attempt" },
+	    "UPDATE llmq.requests r"
+	    "   SET status = v.status, response = v.response,"
+	    "       error_kind = v.error_kind, error_message = v.error_message,"
+	    "       http_status = v.http_status, model_used = v.model_used,"
+	    "       prompt_tokens = v.prompt_tokens,"
+	    "       completion_tokens = v.completion_tokens,"
+	    "       first_token_at = to_timestamp(v.first_us / 1e6),"
+	    "       finished_at = to_timestamp(v.finished_us / 1e6),"
+	    "       locked_by = NULL, lease_until = NULL"
+	    "  FROM jsonb_to_recordset($1::jsonb) AS v(id bigint,"
+	    "       attempt integer, status text, response text,"
+	    "       error_kind text, error_message text, http_status integer,"
+	    "       model_used text, prompt_tokens integer,"
+	    "       completion_tokens integer, first_us bigint,"
+	    "       finished_us bigint)"
+	    " WHERE r.id = v.id AND r.status = 'processing'"
+	    "   AND r.locked_by = $2 AND r.attempts = v.attempt" },
 	{ "fail",
-	  "UPDATE llmq.requests"
-	  "   SET status = 'failed', error_kind = $4, error_message = $5,"
-	  "       finished_at = clock_timestamp(),"
-	  "       locked_by = NULL, lease_until = NULL"
-	  " WHERE id = $2 AND status = 'processing' AND locked_by = $1"
-	  "   AND attempts = $3" },
+	    "UPDATE llmq.requests"
+	    "   SET status = 'failed', error_kind = $4, error_message = $5,"
+	    "       finished_at = clock_timestamp(),"
+	    "       locked_by = NULL, lease_until = NULL"
+	    " WHERE id = $2 AND status = 'processing' AND locked_by = $1"
+	    "   AND attempts = $3" },
 	{ "renew",
-	  "UPDATE llmq.requests"
-	  "   SET lease_until = clock_timestamp() +"
-	  "       $2::bigint * interval '1 millisecond'"
-	  " WHERE status = 'processing' AND locked_by = $1" },
+	    "UPDATE llmq.requests"
+	    "   SET lease_until = clock_timestamp() +"
+	    "       $2::bigint * interval '1 millisecond'"
+	    " WHERE status = 'processing' AND locked_by = $1" },
 	{ "handback",
-	  "UPDATE llmq.requests"
-	  "   SET status = 'pending', attempts = attempts - 1,"
-	  "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
-	  " WHERE status = 'processing' AND locked_by = $1" },
+	    "UPDATE llmq.requests"
+	    "   SET status = 'pending', attempts = attempts - 1,"
+	    "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
+	    " WHERE status = 'processing' AND locked_by = $1" },
 	{ "holders",
-	  "SELECT DISTINCT locked_by FROM llmq.requests"
-	  " WHERE status = 'processing'"
-	  "   AND left(locked_by, length($1)) = $1"
-	  "   AND ($2::text IS NULL OR role = $2)" },
+	    "SELECT DISTINCT locked_by FROM llmq.requests"
+	    " WHERE status = 'processing'"
+	    "   AND left(locked_by, length($1)) = $1"
+	    "   AND ($2::text IS NULL OR role = $2)" },
 	/*
 	 * A row taken from a holder that is gone, or whose lease ran out:
 	 * its attempt was spent (the call may have reached the model), so
 	 * it fails once the attempts are used up.
 	 */
 	{ "rescue",
-	  "UPDATE llmq.requests"
-	  "   SET status = CASE WHEN attempts >= max_attempts"
-	  "                THEN 'failed' ELSE 'pending' END,"
-	  "       error_kind = CASE WHEN attempts >= max_attempts"
-	  "                THEN 'internal' END,"
-	  "       error_message = CASE WHEN attempts >= max_attempts"
-	  "                THEN $2::text || ' after ' || attempts || ' attempts' END,"
-	  "       finished_at = CASE WHEN attempts >= max_attempts"
-	  "                THEN clock_timestamp() END,"
-	  "       locked_by = NULL, lease_until = NULL"
-	  " WHERE status = 'processing' AND"
-	  "       (locked_by = $1 OR ($1 IS NULL AND lease_until < now()))" },
+	    "UPDATE llmq.requests"
+	    "   SET status = CASE WHEN attempts >= max_attempts"
+	    "                THEN 'failed' ELSE 'pending' END,"
+	    "       error_kind = CASE WHEN attempts >= max_attempts"
+	    "                THEN 'internal' END,"
+	    "       error_message = CASE WHEN attempts >= max_attempts"
+	    "                THEN $2::text || ' after ' || attempts || ' "
+	    "attempts' END,"
+	    "       finished_at = CASE WHEN attempts >= max_attempts"
+	    "                THEN clock_timestamp() END,"
+	    "       locked_by = NULL, lease_until = NULL"
+	    " WHERE status = 'processing' AND"
+	    "       (locked_by = $1 OR ($1 IS NULL AND lease_until < now()))" },
 	{ "purge",
-	  "DELETE FROM llmq.requests WHERE id IN"
-	  " (SELECT id FROM llmq.requests"
-	  "   WHERE status IN ('completed', 'failed', 'cancelled')"
-	  "     AND finished_at < now() - $1::bigint * interval '1 millisecond'"
-	  /* Implied by the line above; lets the index on created_at help. */
-	  "     AND created_at < now() - $1::bigint * interval '1 millisecond'"
-	  "   LIMIT $2)" },
+	    "DELETE FROM llmq.requests WHERE id IN"
+	    " (SELECT id FROM llmq.requests"
+	    "   WHERE status IN ('completed', 'failed', 'cancelled')"
+	    "     AND finished_at < now() - $1::bigint * interval '1 "
+	    "millisecond'"
+	    /* Implied by the line above; lets the index on created_at help. */
+	    "     AND created_at < now() - $1::bigint * interval '1 "
+	    "millisecond'"
+	    "   LIMIT $2)" },
 	{ "register",
-	  "INSERT INTO llmq.roles (name) VALUES ($1) ON CONFLICT DO NOTHING" },
+	    "INSERT INTO llmq.roles (name) VALUES ($1) ON CONFLICT DO "
+	    "NOTHING" },
 };
 
 static void
@@ -150,7 +154,8 @@ db_connect(const char *conninfo, const char *appname)
 	for (i = 0; i < nitems(stmts); i++) {
 		res = PQprepare(conn, stmts[i].name, stmts[i].sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			log_pg(conn, res, "preparing statements (has "
+			log_pg(conn, res,
+			    "preparing statements (has "
 			    "\"llmqctl migrate\" been run?)");
 			PQclear(res);
 			PQfinish(conn);
@@ -253,7 +258,8 @@ db_claim(PGconn *conn, const char *role, const char *me, int n,
 		rows[i].options = xstrdup(PQgetvalue(res, i, 3));
 		rows[i].model = dup_or_null(res, i, 4);
 		rows[i].complexity = dup_or_null(res, i, 5);
-		rows[i].timeout_ms = PQgetisnull(res, i, 6) ? 0 :
+		rows[i].timeout_ms = PQgetisnull(res, i, 6) ?
+		    0 :
 		    strtoll(PQgetvalue(res, i, 6), NULL, 10);
 	}
 	PQclear(res);
@@ -319,8 +325,8 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 		add_int(o, "finished_us", c->finished_us);
 		json_object_array_add(arr, o);
 	}
-	v[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	v[0] = json_object_to_json_string_ext(
+	    arr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	v[1] = me;
 	rows = run_cmd(conn, "finish", 2, v);
 	json_object_put(arr);
@@ -328,8 +334,8 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 }
 
 int
-db_fail(PGconn *conn, const char *me, int64_t id, int attempt,
-    const char *kind, const char *message)
+db_fail(PGconn *conn, const char *me, int64_t id, int attempt, const char *kind,
+    const char *message)
 {
 	char ibuf[24], abuf[16];
 	const char *v[] = { me, ibuf, abuf, kind, message };

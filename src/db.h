@@ -22,11 +22,11 @@ struct call;
 struct claimed {
 	int64_t id;
 	int attempt;
-	char *messages;		/* JSON text */
-	char *options;		/* JSON text */
-	char *model;		/* NULL: not asked for */
-	char *complexity;	/* NULL: not given */
-	int64_t timeout_ms;	/* 0: not given */
+	char *messages;     /* JSON text */
+	char *options;      /* JSON text */
+	char *model;        /* NULL: not asked for */
+	char *complexity;   /* NULL: not given */
+	int64_t timeout_ms; /* 0: not given */
 };
 
 /* Connect; NULL on failure (logged). */
@@ -56,8 +56,8 @@ void db_claimed_free(struct claimed *, int n);
 int db_finish(PGconn *, const char *me, const struct call *list);
 
 /* Fail one claimed row without a call (e.g. an unknown model). */
-int db_fail(PGconn *, const char *me, int64_t id, int attempt,
-    const char *kind, const char *message);
+int db_fail(PGconn *, const char *me, int64_t id, int attempt, const char *kind,
+    const char *message);
 
 /* Extend the lease of every row held by me. */
 int db_renew(PGconn *, const char *me, int64_t lease_ms);

@@ -43,7 +43,8 @@ usage(FILE *f)
 	    "  -f       stay in the foreground\n"
 	    "  -t       check the configuration and exit\n"
 	    "  -V       print the version and exit\n"
-	    "  -h       print this help and exit\n", SYSCONFDIR);
+	    "  -h       print this help and exit\n",
+	    SYSCONFDIR);
 }
 
 /*
@@ -80,7 +81,8 @@ pidfile_lock(const char *path, const struct passwd *pw)
 			buf[n > 0 ? n : 0] = '\0';
 			buf[strcspn(buf, "\n")] = '\0';
 			log_warnx("llmqd is already running (pid %s, pidfile "
-			    "\"%s\")", buf[0] ? buf : "unknown", path);
+			          "\"%s\")",
+			    buf[0] ? buf : "unknown", path);
 		} else
 			log_warn("could not lock pidfile \"%s\"", path);
 		close(fd);
@@ -164,7 +166,8 @@ daemonize(int *ready_fd)
 		close(p[1]);
 		if (read(p[0], &c, 1) == 1)
 			exit(0);
-		fprintf(stderr, "llmqd: the daemon failed to start; see its "
+		fprintf(stderr,
+		    "llmqd: the daemon failed to start; see its "
 		    "log\n");
 		exit(1);
 	}
@@ -230,14 +233,18 @@ main(int argc, char **argv)
 	if ((cfg = cfg_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "llmqd: %s\n", err);
 		if (test)
-			fprintf(stderr, "llmqd: configuration file \"%s\" "
-			    "test failed\n", path);
+			fprintf(stderr,
+			    "llmqd: configuration file \"%s\" "
+			    "test failed\n",
+			    path);
 		goto out;
 	}
 	if (cfg->user != NULL) {
 		if ((pw = getpwnam(cfg->user)) == NULL) {
-			fprintf(stderr, "llmqd: %s: user: unknown user "
-			    "\"%s\"\n", path, cfg->user);
+			fprintf(stderr,
+			    "llmqd: %s: user: unknown user "
+			    "\"%s\"\n",
+			    path, cfg->user);
 			goto out;
 		}
 		/* getpwnam()'s buffer is reused by later calls. */

@@ -38,9 +38,12 @@ log_level_parse(const char *name)
 		const char *name;
 		int level;
 	} names[] = {
-		{ "error", LOG_ERR },	{ "warning", LOG_WARNING },
-		{ "warn", LOG_WARNING }, { "notice", LOG_NOTICE },
-		{ "info", LOG_INFO },	{ "debug", LOG_DEBUG },
+		{ "error", LOG_ERR },
+		{ "warning", LOG_WARNING },
+		{ "warn", LOG_WARNING },
+		{ "notice", LOG_NOTICE },
+		{ "info", LOG_INFO },
+		{ "debug", LOG_DEBUG },
 	};
 	size_t i;
 

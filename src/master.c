@@ -43,24 +43,24 @@
 #include "util.h"
 #include "worker.h"
 
-#define BACKOFF_MIN_MS	1000
-#define BACKOFF_MAX_MS	60000
-#define STABLE_MS	60000	/* up this long: back-off starts over */
-#define KILL_GRACE_MS	5000	/* after shutdown_timeout, then SIGKILL */
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+#define STABLE_MS 60000    /* up this long: back-off starts over */
+#define KILL_GRACE_MS 5000 /* after shutdown_timeout, then SIGKILL */
 
 enum child_kind { CHILD_WORKER, CHILD_CONSUMER };
 
 struct child {
-	pid_t pid;		/* 0: waiting to be (re)started */
+	pid_t pid; /* 0: waiting to be (re)started */
 	enum child_kind kind;
-	int role;		/* index into cfg->roles; -1 for the consumer */
+	int role; /* index into cfg->roles; -1 for the consumer */
 	int slots;
-	int gen;		/* configuration generation */
-	int exiting;		/* asked to stop: do not restart */
-	int64_t started;	/* monotonic ms */
-	int64_t backoff;	/* ms */
-	int64_t restart_at;	/* monotonic ms, when pid == 0 */
-	int64_t *deaths;	/* ring of crash_limit death times */
+	int gen;            /* configuration generation */
+	int exiting;        /* asked to stop: do not restart */
+	int64_t started;    /* monotonic ms */
+	int64_t backoff;    /* ms */
+	int64_t restart_at; /* monotonic ms, when pid == 0 */
+	int64_t *deaths;    /* ring of crash_limit death times */
 	int ndeaths;
 };
 
@@ -74,7 +74,7 @@ static int parent_pipe[2] = { -1, -1 };
 static struct child *children;
 static size_t nchildren;
 static int generation;
-static int stopping;		/* 1 graceful, 2 fast */
+static int stopping; /* 1 graceful, 2 fast */
 static int64_t stop_deadline;
 static int exit_status;
 
@@ -134,7 +134,7 @@ static const char *
 child_name(const struct child *ch)
 {
 	return ch->kind == CHILD_CONSUMER ? "consumer" :
-	    cfg->roles[ch->role].name;
+	                                    cfg->roles[ch->role].name;
 }
 
 static void
@@ -179,8 +179,8 @@ spawn(struct child *ch)
 		if (ch->kind == CHILD_CONSUMER)
 			rc = consumer_main(cfg, parent_pipe[0]);
 		else
-			rc = worker_main(cfg, ch->role, ch->slots,
-			    parent_pipe[0]);
+			rc = worker_main(
+			    cfg, ch->role, ch->slots, parent_pipe[0]);
 		cfg_free(cfg);
 		free_children();
 		exit(rc);
@@ -272,8 +272,8 @@ begin_stop(int how)
 		log_info("stopping gracefully (shutdown_timeout %llds)",
 		    (long long)(cfg->shutdown_timeout_ms / 1000));
 		signal_children(SIGTERM, -1);
-		stop_deadline = mono_ms() + cfg->shutdown_timeout_ms +
-		    KILL_GRACE_MS;
+		stop_deadline =
+		    mono_ms() + cfg->shutdown_timeout_ms + KILL_GRACE_MS;
 	} else {
 		log_info("stopping at once");
 		signal_children(SIGQUIT, -1);
@@ -309,8 +309,8 @@ static void
 describe_exit(char *buf, size_t len, int status)
 {
 	if (WIFEXITED(status))
-		snprintf(buf, len, "exited with status %d",
-		    WEXITSTATUS(status));
+		snprintf(
+		    buf, len, "exited with status %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
 		snprintf(buf, len, "was killed by signal %d (%s)%s",
 		    WTERMSIG(status), strsignal(WTERMSIG(status)),
@@ -327,7 +327,7 @@ reap(void)
 	int64_t now;
 	pid_t pid;
 	size_t i;
-	int status, live;
+	int status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		ch = NULL;
@@ -339,20 +339,20 @@ reap(void)
 		describe_exit(how, sizeof(how), status);
 		now = mono_ms();
 		if (stopping || ch->exiting) {
-			log_debug("%s process %d %s", child_name(ch), (int)pid,
-			    how);
+			log_debug(
+			    "%s process %d %s", child_name(ch), (int)pid, how);
 			remove_child(ch);
 			continue;
 		}
 		if (WIFEXITED(status) &&
 		    WEXITSTATUS(status) == EXIT_NORESTART) {
 			log_warnx("%s process %d cannot run with this "
-			    "configuration; not restarting it",
+			          "configuration; not restarting it",
 			    child_name(ch), (int)pid);
 			remove_child(ch);
-			for (live = 0, i = 0; i < nchildren; i++)
-				live += children[i].pid > 0;
-			if (live == 0) {
+			/* Running or waiting to restart: others may still work.
+			 */
+			if (nchildren == 0) {
 				exit_status = 1;
 				begin_stop(1);
 			}
@@ -360,8 +360,8 @@ reap(void)
 		}
 		if (crash_loop(ch, now)) {
 			log_warnx("%s process %d %s; crash loop: %d deaths "
-			    "within %llds, stopping llmqd", child_name(ch),
-			    (int)pid, how, cfg->crash_limit,
+			          "within %llds, stopping llmqd",
+			    child_name(ch), (int)pid, how, cfg->crash_limit,
 			    (long long)(cfg->crash_window_ms / 1000));
 			remove_child(ch);
 			exit_status = 1;
@@ -372,7 +372,8 @@ reap(void)
 			ch->backoff = BACKOFF_MIN_MS;
 		else
 			ch->backoff = ch->backoff * 2 > BACKOFF_MAX_MS ?
-			    BACKOFF_MAX_MS : ch->backoff * 2;
+			    BACKOFF_MAX_MS :
+			    ch->backoff * 2;
 		ch->pid = 0;
 		ch->restart_at = now + ch->backoff;
 		log_warnx("%s process %d %s; restarting in %llds",
@@ -392,13 +393,15 @@ reload(void)
 	log_info("reloading \"%s\"", cfg_path);
 	if ((ncfg = cfg_load(cfg_path, err, sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: "
-		    "%s", err);
+		          "%s",
+		    err);
 		return;
 	}
 	if (strcmp(ncfg->log, cfg->log) != 0 &&
 	    log_init("llmqd", ncfg->log, ncfg->log_level) == -1)
 		log_warn("could not open log \"%s\"; logging stays where it "
-		    "was", ncfg->log);
+		         "was",
+		    ncfg->log);
 	log_set_level(ncfg->log_level);
 	old = generation++;
 	for (i = 0; i < nchildren;) {
@@ -417,8 +420,7 @@ reload(void)
 	cfg_free(cfg);
 	cfg = ncfg;
 	spawn_generation();
-	log_info("configuration reloaded; generation %d started",
-	    generation);
+	log_info("configuration reloaded; generation %d started", generation);
 }
 
 static int
@@ -453,8 +455,8 @@ master_run(struct cfg *c, const char *path, int pidfd)
 		fatal("pipe() failed");
 	fd_cloexec(parent_pipe[0]);
 	fd_cloexec(parent_pipe[1]);
-	log_info("llmqd %s starting: %zu role%s", PACKAGE_VERSION,
-	    cfg->nroles, cfg->nroles == 1 ? "" : "s");
+	log_info("llmqd %s starting: %zu role%s", PACKAGE_VERSION, cfg->nroles,
+	    cfg->nroles == 1 ? "" : "s");
 	spawn_generation();
 
 	for (;;) {
@@ -486,7 +488,7 @@ master_run(struct cfg *c, const char *path, int pidfd)
 		now = mono_ms();
 		if (stopping && now >= stop_deadline) {
 			log_warnx("children still running after the deadline; "
-			    "killing them");
+			          "killing them");
 			signal_children(SIGKILL, -1);
 			stop_deadline = now + KILL_GRACE_MS;
 		}

@@ -6,7 +6,8 @@
  * out of the way, so that argv and environ together form one contiguous
  * area we may overwrite, then write the title there and clear the rest.
  * proctitle_init() hands back copies of the arguments, since the
- * originals are overwritten by the first title.  The thread name (PR_SET_NAME, 15 bytes) is set as well, for top(1).
+ * originals are overwritten by the first title.  The thread name (PR_SET_NAME,
+ * 15 bytes) is set as well, for top(1).
  */
 #include "config.h"
 

@@ -23,8 +23,8 @@
 #include "provider.h"
 #include "util.h"
 
-#define JSON_DEPTH	64	/* nesting accepted in a provider reply */
-#define ERRMSG_MAX	500	/* bytes of provider text kept in a row */
+#define JSON_DEPTH 64  /* nesting accepted in a provider reply */
+#define ERRMSG_MAX 500 /* bytes of provider text kept in a row */
 
 static size_t
 on_write(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -61,15 +61,15 @@ parse_json(const char *s, size_t len, char *err, size_t errlen)
 	if ((tok = json_tokener_new_ex(JSON_DEPTH)) == NULL)
 		fatalx("out of memory (json tokener)");
 #ifdef JSON_TOKENER_VALIDATE_UTF8
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
-	    JSON_TOKENER_VALIDATE_UTF8);
+	json_tokener_set_flags(
+	    tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 #endif
 	o = json_tokener_parse_ex(tok, s, (int)len);
 	jerr = json_tokener_get_error(tok);
 	if (o == NULL || jerr != json_tokener_success) {
 		if (jerr == json_tokener_continue)
-			snprintf(err, errlen, "unexpected end of JSON at byte %zu",
-			    len);
+			snprintf(err, errlen,
+			    "unexpected end of JSON at byte %zu", len);
 		else
 			snprintf(err, errlen, "%s at byte %zu",
 			    json_tokener_error_desc(jerr),
@@ -112,14 +112,16 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 	body = json_object_new_object();
 	json_object_object_add(body, "model", json_object_new_string(model));
 	json_object_object_add(body, "stream", json_object_new_boolean(0));
-	if (opts != NULL && json_object_object_get_ex(opts, "params",
-	    &params) && json_object_is_type(params, json_type_object)) {
+	if (opts != NULL &&
+	    json_object_object_get_ex(opts, "params", &params) &&
+	    json_object_is_type(params, json_type_object)) {
 		if (kind == PROV_OLLAMA) {
 			dst = json_object_new_object();
 			json_object_object_add(body, "options", dst);
 		} else
 			dst = body;
-		json_object_object_foreach(params, key, val) {
+		json_object_object_foreach(params, key, val)
+		{
 			const char *k = key;
 
 			if (strcmp(k, "model") == 0 ||
@@ -132,8 +134,8 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 		}
 	}
 	/* "{...}": splice the messages in after the opening brace. */
-	rest = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	rest = json_object_to_json_string_ext(
+	    body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	out = xasprintf("{\"messages\":%s,%s", messages, rest + 1);
 	json_object_put(body);
 	return out;
@@ -141,8 +143,8 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 
 struct call *
 provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
-    const char *messages, const char *options, int64_t timeout_ms,
-    char *err, size_t errlen)
+    const char *messages, const char *options, int64_t timeout_ms, char *err,
+    size_t errlen)
 {
 	const struct cfg_model *m = &cfg->models[model];
 	const struct cfg_provider *p = &cfg->providers[m->provider];
@@ -156,8 +158,7 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	}
 	/* Most requests carry no parameters: parse only when they do. */
 	if (options != NULL && strstr(options, "\"params\"") != NULL &&
-	    (opts = parse_json(options, strlen(options), err, errlen)) ==
-	    NULL)
+	    (opts = parse_json(options, strlen(options), err, errlen)) == NULL)
 		return NULL;
 
 	c = xcalloc(1, sizeof(*c));
@@ -173,12 +174,11 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 
 	if ((c->easy = curl_easy_init()) == NULL)
 		fatalx("curl_easy_init() failed");
-	url = xasprintf("%s%s", p->url, p->kind == PROV_OLLAMA ?
-	    "/api/chat" : "/chat/completions");
+	url = xasprintf("%s%s", p->url,
+	    p->kind == PROV_OLLAMA ? "/api/chat" : "/chat/completions");
 	curl_easy_setopt(c->easy, CURLOPT_URL, url);
 	free(url);
-	c->headers = curl_slist_append(NULL,
-	    "Content-Type: application/json");
+	c->headers = curl_slist_append(NULL, "Content-Type: application/json");
 	/* No "Expect: 100-continue" round trip for large bodies. */
 	c->headers = curl_slist_append(c->headers, "Expect:");
 	if (p->api_key != NULL) {
@@ -208,13 +208,13 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	curl_easy_setopt(c->easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)(p->connect_timeout_ms < timeout_ms ?
-	    p->connect_timeout_ms : timeout_ms));
-	curl_easy_setopt(c->easy, CURLOPT_MAXFILESIZE_LARGE,
-	    (curl_off_t)c->maxresp);
+	    (long)(p->connect_timeout_ms < timeout_ms ? p->connect_timeout_ms :
+	                                                timeout_ms));
+	curl_easy_setopt(
+	    c->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->maxresp);
 	curl_easy_setopt(c->easy, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(c->easy, CURLOPT_USERAGENT, PACKAGE_NAME "/"
-	    PACKAGE_VERSION);
+	curl_easy_setopt(
+	    c->easy, CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
 	c->started_us = wall_us();
 	return c;
 }
@@ -304,7 +304,8 @@ parse_reply(struct call *c, json_object *o)
 	const char *etext;
 
 	if ((etext = error_text(o)) != NULL) {
-		provider_call_fail(c, "http_error", "provider error: %s", etext);
+		provider_call_fail(
+		    c, "http_error", "provider error: %s", etext);
 		return;
 	}
 	if (c->prov->kind == PROV_OLLAMA) {
@@ -319,14 +320,15 @@ parse_reply(struct call *c, json_object *o)
 			json_object_object_get_ex(first, "message", &msg);
 		if (json_object_object_get_ex(o, "usage", &usage)) {
 			c->prompt_tokens = get_int(usage, "prompt_tokens");
-			c->completion_tokens = get_int(usage,
-			    "completion_tokens");
+			c->completion_tokens =
+			    get_int(usage, "completion_tokens");
 		}
 	}
-	if (msg == NULL || !json_object_object_get_ex(msg, "content",
-	    &content) || !json_object_is_type(content, json_type_string)) {
-		provider_call_fail(c, "http_error",
-		    "provider reply has no message content");
+	if (msg == NULL ||
+	    !json_object_object_get_ex(msg, "content", &content) ||
+	    !json_object_is_type(content, json_type_string)) {
+		provider_call_fail(
+		    c, "http_error", "provider reply has no message content");
 		return;
 	}
 	c->ok = 1;
@@ -384,8 +386,8 @@ provider_call_done(struct call *c, CURLcode code)
 			kind = "provider_down";
 		else
 			kind = "http_error";
-		preview = str_escape(etext != NULL ? etext :
-		    (c->resp != NULL ? c->resp : ""),
+		preview = str_escape(
+		    etext != NULL ? etext : (c->resp != NULL ? c->resp : ""),
 		    etext != NULL ? strlen(etext) : c->resplen, 200);
 		provider_call_fail(c, kind, "HTTP %ld: %s", st, preview);
 		free(preview);
@@ -393,8 +395,8 @@ provider_call_done(struct call *c, CURLcode code)
 		return;
 	}
 	if (o == NULL) {
-		preview = str_escape(c->resp != NULL ? c->resp : "",
-		    c->resplen, 80);
+		preview =
+		    str_escape(c->resp != NULL ? c->resp : "", c->resplen, 80);
 		provider_call_fail(c, "http_error",
 		    "invalid JSON from provider: %s: \"%s\"",
 		    c->resplen == 0 ? "empty body" : perr, preview);
@@ -406,8 +408,8 @@ provider_call_done(struct call *c, CURLcode code)
 }
 
 struct call *
-provider_call_failed(int64_t id, int attempt, const char *kind,
-    const char *message)
+provider_call_failed(
+    int64_t id, int attempt, const char *kind, const char *message)
 {
 	struct call *c;
 

@@ -116,25 +116,25 @@ drain(int fd)
 struct worker {
 	const struct cfg *cfg;
 	const struct cfg_role *role;
-	int slots;			/* most calls at once */
-	char me[300];			/* "host:pid", our mark on rows */
+	int slots;    /* most calls at once */
+	char me[300]; /* "host:pid", our mark on rows */
 	int parent_fd;
 
 	PGconn *pg;
-	int64_t pg_retry_at;		/* monotonic ms */
-	int64_t pg_backoff;		/* ms */
+	int64_t pg_retry_at; /* monotonic ms */
+	int64_t pg_backoff;  /* ms */
 
 	CURLM *multi;
-	struct call *running;		/* calls in flight */
+	struct call *running; /* calls in flight */
 	int inflight;
-	struct call *done;		/* ended, result not yet written */
+	struct call *done; /* ended, result not yet written */
 	int ndone;
 
-	int want_claim;			/* NOTIFY seen, or more may be due */
-	int64_t next_poll;		/* monotonic ms */
-	int64_t next_renew;		/* monotonic ms */
-	int stopping;			/* 1 graceful, 2 at once */
-	int64_t stop_deadline;		/* monotonic ms */
+	int want_claim;        /* NOTIFY seen, or more may be due */
+	int64_t next_poll;     /* monotonic ms */
+	int64_t next_renew;    /* monotonic ms */
+	int stopping;          /* 1 graceful, 2 at once */
+	int64_t stop_deadline; /* monotonic ms */
 };
 
 static void
@@ -253,14 +253,16 @@ start_call(struct worker *w, const struct claimed *r)
 	CURLMcode mc;
 
 	if ((m = route(w, r, &why)) == -1) {
-		msg = xasprintf("%s: \"%s\"", why,
-		    r->model != NULL ? r->model : "");
+		msg = xasprintf(
+		    "%s: \"%s\"", why, r->model != NULL ? r->model : "");
 		fail_now(w, r, "bad_request", msg);
 		free(msg);
 		return;
 	}
-	timeout = r->timeout_ms > 0 ? r->timeout_ms :
-	    w->role->timeout_ms > 0 ? w->role->timeout_ms :
+	timeout = r->timeout_ms > 0 ?
+	    r->timeout_ms :
+	    w->role->timeout_ms > 0 ?
+	    w->role->timeout_ms :
 	    w->cfg->providers[w->cfg->models[m].provider].timeout_ms;
 	c = provider_call_new(w->cfg, m, r->id, r->attempt, r->messages,
 	    r->options, timeout, err, sizeof(err));
@@ -295,14 +297,16 @@ claim(struct worker *w)
 		return;
 	w->next_poll = mono_ms() + w->cfg->poll_interval_ms;
 	if ((n = db_claim(w->pg, w->role->name, w->me, n, w->cfg->lease_ms,
-	    w->role->max_attempts, &rows)) == -1) {
+	         w->role->max_attempts, &rows)) == -1) {
 		if (db_lost(w->pg))
 			pg_drop(w);
 		return;
 	}
 	/* A full batch: more may be due; look again when slots free up. */
-	w->want_claim = n > 0 && n == (free_slots < w->cfg->batch_size ?
-	    free_slots : w->cfg->batch_size);
+	w->want_claim = n > 0 &&
+	    n ==
+	        (free_slots < w->cfg->batch_size ? free_slots :
+	                                           w->cfg->batch_size);
 	for (i = 0; i < n; i++)
 		start_call(w, &rows[i]);
 	db_claimed_free(rows, n);
@@ -320,8 +324,8 @@ collect(struct worker *w)
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		c = NULL;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
-		    (char **)&c);
+		curl_easy_getinfo(
+		    msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
 		provider_call_done(c, msg->data.result);
 		curl_multi_remove_handle(w->multi, c->easy);
 		for (pp = &w->running; *pp != NULL; pp = &(*pp)->next)
@@ -331,8 +335,8 @@ collect(struct worker *w)
 			}
 		w->inflight--;
 		if (!c->ok) {
-			char *m = str_escape(c->error_message,
-			    strlen(c->error_message), 200);
+			char *m = str_escape(
+			    c->error_message, strlen(c->error_message), 200);
 			log_info("request %lld attempt %d failed: %s: %s",
 			    (long long)c->id, c->attempt, c->error_kind, m);
 			free(m);
@@ -406,9 +410,9 @@ flush(struct worker *w)
 			return;
 		}
 		if (db_fail(w->pg, w->me, c->id, c->attempt, "internal",
-		    "the result could not be stored") == -1)
+		        "the result could not be stored") == -1)
 			log_warnx("request %lld: result dropped; the row "
-			    "returns to pending when its lease ends",
+			          "returns to pending when its lease ends",
 			    (long long)c->id);
 		provider_call_free(c);
 		if (db_lost(w->pg)) {
@@ -515,7 +519,8 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 		if (w.stopping == 1 && now >= w.stop_deadline &&
 		    w.inflight > 0) {
 			log_warnx("shutdown_timeout reached: handing back %d "
-			    "request%s", w.inflight, w.inflight == 1 ? "" : "s");
+			          "request%s",
+			    w.inflight, w.inflight == 1 ? "" : "s");
 			w.stopping = 2;
 		}
 		if (w.stopping == 2)
@@ -554,13 +559,13 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 			fds[nfds++].revents = 0;
 		}
 		if (curl_multi_wait(w.multi, fds, nfds,
-		    next_timeout(&w, mono_ms()), NULL) != CURLM_OK)
+		        next_timeout(&w, mono_ms()), NULL) != CURLM_OK)
 			fatalx("curl_multi_wait() failed");
 		if (fds[0].revents)
 			drain(fds[0].fd);
 		if (fds[1].revents && w.stopping < 2) {
 			log_warnx("master process is gone; handing back and "
-			    "exiting");
+			          "exiting");
 			child_quit = 1;
 		}
 		if (pgfd != -1 && fds[2].revents && w.pg != NULL)
@@ -579,8 +584,8 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 	}
 	if (w.done != NULL)
 		log_warnx("%d result%s could not be written; their rows "
-		    "return to pending when the lease ends", w.ndone,
-		    w.ndone == 1 ? "" : "s");
+		          "return to pending when the lease ends",
+		    w.ndone, w.ndone == 1 ? "" : "s");
 	free_list(w.done);
 	curl_multi_cleanup(w.multi);
 	curl_global_cleanup();

@@ -11,7 +11,7 @@
 #include "cfg.h"
 
 /* Exit status of a child that must not be restarted (bad config). */
-#define EXIT_NORESTART	78	/* EX_CONFIG */
+#define EXIT_NORESTART 78 /* EX_CONFIG */
 
 /*
  * Serve role (index into cfg->roles) with at most slots calls at once.

@@ -16,14 +16,6 @@ teardown_file() {
 	common_teardown_file
 }
 
-submit() {
-	"$LLMQCTL" -d "$DBCONN" submit "$@"
-}
-
-wait_req() {
-	"$LLMQCTL" -d "$DBCONN" wait --timeout 20s "$@"
-}
-
 field() {
 	psql_q "SELECT $2 FROM llmq.requests WHERE id = $1"
 }

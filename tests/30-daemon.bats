@@ -14,14 +14,6 @@ teardown_file() {
 	common_teardown_file
 }
 
-submit() {
-	"$LLMQCTL" -d "$DBCONN" submit "$@"
-}
-
-wait_req() {
-	"$LLMQCTL" -d "$DBCONN" wait --timeout 30s "$@"
-}
-
 # The pid of the process whose title is "llmqd: ROLE worker".
 worker_pid() {
 	pgrep -P "$LLMQD_PID" -f "llmqd: $1 worker" | head -1

@@ -30,7 +30,7 @@ teardown_file() {
 	for k in $(pgrep -P "$LLMQD_PID"); do
 		[ "$(ps -o user= -p "$k" | tr -d ' ')" = nobody ]
 	done
-	id=$("$LLMQCTL" -d "$DBCONN" submit -r planner -m "as nobody")
+	id=$(submit -r planner -m "as nobody")
 	run "$LLMQCTL" -d "$DBCONN" wait --timeout 20s "$id"
 	[ "$status" -eq 0 ]
 }
@@ -39,7 +39,7 @@ teardown_file() {
 	[ "$(id -u)" = 0 ] || skip "needs root"
 	[ "$(stat -c %U "$TEST_DIR/llmqd.log")" = nobody ]
 	kill -USR1 "$LLMQD_PID"
-	id=$("$LLMQCTL" -d "$DBCONN" submit -r planner -m "x mock:status=500")
+	id=$(submit -r planner -m "x mock:status=500")
 	"$LLMQCTL" -d "$DBCONN" wait --timeout 20s "$id" || true
 	wait_until 10 grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log"
 	! grep -q "could not reopen" "$TEST_DIR/llmqd.log"

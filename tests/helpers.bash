@@ -201,6 +201,16 @@ children_of() {
 	pgrep -P "$1"
 }
 
+# llmqctl against the test database.
+submit() {
+	"$LLMQCTL" -d "$DBCONN" submit "$@"
+}
+
+# wait_req ID...: wait for requests, 30 s at most.
+wait_req() {
+	"$LLMQCTL" -d "$DBCONN" wait --timeout 30s "$@"
+}
+
 # Count requests by status: req_count STATUS
 req_count() {
 	psql_q "SELECT count(*) FROM llmq.requests WHERE status = '$1'"

@@ -60,7 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEAD (64 * 1024) /* request line and headers */
+#define MAX_HEAD (64 * 1024)        /* request line and headers */
 #define MAX_BODY (16 * 1024 * 1024) /* request body, decoded */
 /* Room for a whole chunked request of MAX_BODY with its framing. */
 #define IN_LIMIT (MAX_BODY + MAX_BODY / 2 + MAX_HEAD)
@@ -149,16 +149,16 @@ struct conn {
 	struct conn *next;
 	int fd;
 	uint32_t events; /* epoll interest registered now */
-	int eof; /* the peer will send no more */
-	int closing; /* read no more; close once flushed */
-	int kill; /* close now, dropping output */
-	int linger0; /* close with RST */
+	int eof;         /* the peer will send no more */
+	int closing;     /* read no more; close once flushed */
+	int kill;        /* close now, dropping output */
+	int linger0;     /* close with RST */
 	int sent_continue;
 	struct buf in;
 	size_t inoff; /* bytes of in already consumed */
 	struct buf out;
-	size_t outoff; /* bytes of out already sent */
-	size_t fill; /* 'x' bytes to send after out */
+	size_t outoff;   /* bytes of out already sent */
+	size_t fill;     /* 'x' bytes to send after out */
 	struct buf tail; /* bytes to send after the fill */
 	enum wait waiting;
 	size_t heapidx;
@@ -1281,8 +1281,8 @@ reply_send(struct server *srv, struct conn *c)
 			break;
 		}
 		chunked = 1;
-		ctype = rp->api == API_OLLAMA ? "application/x-ndjson"
-		                              : "text/event-stream";
+		ctype = rp->api == API_OLLAMA ? "application/x-ndjson" :
+		                                "text/event-stream";
 		chat_stream(bd, &srv->chunk, rp, &t);
 		break;
 	}
@@ -1814,8 +1814,8 @@ conn_input(struct server *srv, struct conn *c)
 		if (r < 0) {
 			/* The stream cannot be resynchronized: close. */
 			reply_simple(c, -r,
-			    -r == 413 ? "{\"error\":\"request too large\"}"
-			              : "{\"error\":\"bad request\"}",
+			    -r == 413 ? "{\"error\":\"request too large\"}" :
+			                "{\"error\":\"bad request\"}",
 			    0, 0);
 			break;
 		}

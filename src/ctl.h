@@ -1,0 +1,59 @@
+/*
+ * ctl.h: what the llmqctl commands share.
+ *
+ * llmqctl.c owns the global options, the command table, the connection
+ * and the configuration, and the helpers below; each command lives in a
+ * ctl_*.c file and is entered through its ctl_NAME() with its own
+ * arguments (argv[0] is the command's name).  A command parses and
+ * checks all its arguments before it calls ctl_connect(), so that a
+ * usage error (EX_USAGE) never costs a connection, and returns its exit
+ * status; it never frees ctl->conn or ctl->cfg, which main() alone does.
+ * Messages go to stderr through ctl_errx() and its kin; stdout carries
+ * only results.
+ */
+#ifndef LLMQ_CTL_H
+#define LLMQ_CTL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <libpq-fe.h>
+
+/* Exit statuses besides 0, 1 and EX_USAGE. */
+#define EXIT_TIMEOUT 2
+
+struct cfg;
+struct ctl_command;
+
+struct ctl {
+	const char *cfgpath;  /* -c, or NULL */
+	const char *conninfo; /* -d, or NULL */
+	struct cfg *cfg;      /* the configuration, when one was read */
+	PGconn *conn;
+	const struct ctl_command *cmd; /* the command being run */
+};
+
+/* The commands: each returns the tool's exit status. */
+int ctl_migrate(struct ctl *, int, char **);
+int ctl_submit(struct ctl *, int, char **);
+int ctl_wait(struct ctl *, int, char **);
+int ctl_show(struct ctl *, int, char **);
+int ctl_list(struct ctl *, int, char **);
+
+void ctl_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void ctl_err(const char *, ...) __attribute__((format(printf, 1, 2)));
+void ctl_pgerr(PGconn *, const PGresult *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The running command's usage; its getopt, reset. */
+void ctl_usage(const struct ctl *, FILE *);
+void ctl_getopt_init(const struct ctl *, char **);
+
+int ctl_parse_id(const char *, int64_t *);
+int ctl_parse_int(const char *, long, long, long *);
+
+int ctl_connect(struct ctl *, int);
+int ctl_exec(PGconn *, const char *, const char *);
+void ctl_rollback(PGconn *);
+
+#endif

@@ -1,0 +1,236 @@
+/*
+ * ctl_migrate.c: "llmqctl migrate", which applies the schema migrations
+ * compiled into the binary and registers the configured roles.
+ *
+ * All of it is one transaction under an advisory lock, so that two
+ * concurrent runs serialise and a failed migration leaves nothing
+ * behind; --dry-run does the same work and rolls it back.  A migration
+ * is applied at most once, as recorded in llmq.schema_version.  Each
+ * migration is many statements, hence the simple-query protocol
+ * (PQexec) for it; the bookkeeping is parameterised.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include <libpq-fe.h>
+
+#include "cfg.h"
+#include "ctl.h"
+#include "migrations.h"
+
+/*
+ * The advisory lock that serialises concurrent "llmqctl migrate" runs
+ * ("llmq" in ASCII); taken per transaction, so that it can never be
+ * left behind.
+ */
+#define MIGRATE_LOCK_KEY "1819045233"
+
+/* The line of a 1-based character position in text. */
+static int
+text_line(const char *text, long pos)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	long chars = 0;
+	int line = 1;
+
+	for (; *p != '\0'; p++) {
+		if ((*p & 0xc0) != 0x80 && ++chars >= pos)
+			break;
+		if (*p == '\n')
+			line++;
+	}
+	return line;
+}
+
+static void
+migration_error(PGconn *conn, const PGresult *res, const struct migration *m)
+{
+	const char *pos;
+	long p;
+
+	pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+	if (pos != NULL && (p = strtol(pos, NULL, 10)) > 0)
+		ctl_pgerr(conn, res, "migration %s failed: line %d", m->name,
+		    text_line(m->sql, p));
+	else
+		ctl_pgerr(conn, res, "migration %s failed", m->name);
+}
+
+static int
+migrate_roles(struct ctl *ctl, int dry_run)
+{
+	const char *params[1];
+	PGresult *res;
+	size_t i;
+
+	for (i = 0; i < ctl->cfg->nroles; i++) {
+		params[0] = ctl->cfg->roles[i].name;
+		res = PQexecParams(ctl->conn,
+		    "INSERT INTO llmq.roles (name) VALUES ($1) "
+		    "ON CONFLICT DO NOTHING",
+		    1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			ctl_pgerr(ctl->conn, res,
+			    "could not register role "
+			    "\"%s\"",
+			    params[0]);
+			PQclear(res);
+			return -1;
+		}
+		if (strcmp(PQcmdTuples(res), "0") != 0)
+			printf("%s role %s\n",
+			    dry_run ? "would register" : "registered",
+			    params[0]);
+		PQclear(res);
+	}
+	return 0;
+}
+
+static int
+migrate_run(struct ctl *ctl, int dry_run)
+{
+	const struct migration *m;
+	const char *params[2];
+	PGresult *res, *applied;
+	char version[16];
+	int i, n, done, napplied = 0, current = 0, known = 0;
+
+	if (ctl_exec(ctl->conn, "BEGIN", "could not begin") == -1)
+		return -1;
+	if (ctl_exec(ctl->conn,
+	        "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")",
+	        "could not take the migration lock") == -1)
+		return -1;
+	if (ctl_exec(ctl->conn, "CREATE SCHEMA IF NOT EXISTS llmq",
+	        "could not create schema llmq") == -1)
+		return -1;
+	if (ctl_exec(ctl->conn,
+	        "CREATE TABLE IF NOT EXISTS llmq.schema_version ("
+	        "version integer PRIMARY KEY, "
+	        "name text NOT NULL, "
+	        "applied_at timestamptz NOT NULL DEFAULT now())",
+	        "could not create llmq.schema_version") == -1)
+		return -1;
+
+	applied = PQexec(ctl->conn,
+	    "SELECT version FROM llmq.schema_version ORDER BY version");
+	if (PQresultStatus(applied) != PGRES_TUPLES_OK) {
+		ctl_pgerr(ctl->conn, applied,
+		    "could not read "
+		    "llmq.schema_version");
+		PQclear(applied);
+		return -1;
+	}
+	n = PQntuples(applied);
+	for (i = 0; i < n; i++) {
+		int v = atoi(PQgetvalue(applied, i, 0));
+
+		if (v > current)
+			current = v;
+	}
+
+	for (m = migrations; m->version != 0; m++) {
+		if (m->version > known)
+			known = m->version;
+		for (done = 0, i = 0; i < n && !done; i++)
+			done = atoi(PQgetvalue(applied, i, 0)) == m->version;
+		if (done)
+			continue;
+
+		res = PQexec(ctl->conn, m->sql);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+		    PQresultStatus(res) != PGRES_TUPLES_OK) {
+			migration_error(ctl->conn, res, m);
+			PQclear(res);
+			PQclear(applied);
+			return -1;
+		}
+		PQclear(res);
+
+		snprintf(version, sizeof(version), "%d", m->version);
+		params[0] = version;
+		params[1] = m->name;
+		res = PQexecParams(ctl->conn,
+		    "INSERT INTO llmq.schema_version (version, name) "
+		    "VALUES ($1, $2)",
+		    2, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			ctl_pgerr(ctl->conn, res,
+			    "could not record migration "
+			    "%s",
+			    m->name);
+			PQclear(res);
+			PQclear(applied);
+			return -1;
+		}
+		PQclear(res);
+		printf("%s %s\n", dry_run ? "would apply" : "applied", m->name);
+		napplied++;
+		if (m->version > current)
+			current = m->version;
+	}
+	PQclear(applied);
+
+	if (current > known)
+		ctl_errx("warning: the database is at schema version %d, "
+		         "newer than this llmqctl knows (%d)",
+		    current, known);
+	if (ctl->cfg != NULL && migrate_roles(ctl, dry_run) == -1)
+		return -1;
+
+	if (dry_run) {
+		ctl_rollback(ctl->conn);
+		if (napplied == 0)
+			printf("schema is up to date at version %d\n", current);
+		return 0;
+	}
+	if (ctl_exec(ctl->conn, "COMMIT", "could not commit") == -1)
+		return -1;
+	if (napplied == 0)
+		printf("schema is up to date at version %d\n", current);
+	return 0;
+}
+
+int
+ctl_migrate(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch, dry_run = 0;
+
+	ctl_getopt_init(ctl, argv);
+	while ((ch = getopt_long(argc, argv, "+nh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			dry_run = 1;
+			break;
+		case 'h':
+			ctl_usage(ctl, stdout);
+			return 0;
+		default:
+			ctl_usage(ctl, stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind != argc) {
+		ctl_errx("migrate: unexpected argument \"%s\"", argv[optind]);
+		ctl_usage(ctl, stderr);
+		return EX_USAGE;
+	}
+
+	if (ctl_connect(ctl, 1) == -1)
+		return 1;
+	if (migrate_run(ctl, dry_run) == -1) {
+		ctl_rollback(ctl->conn);
+		return 1;
+	}
+	return 0;
+}
