@@ -59,6 +59,7 @@ struct loader {
 	size_t errlen;
 	char path[1024]; /* dotted key path of the node at hand */
 	size_t pathlen;
+	int flags; /* CFG_* */
 };
 
 /* One key of a fixed-schema mapping, filled in by map_collect(). */
@@ -730,7 +731,8 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 			free(s);
 			return -1;
 		}
-		if (read_key_file(ld, kf->val, v, &p->api_key) == -1)
+		if (!(ld->flags & CFG_NO_SECRETS) &&
+		    read_key_file(ld, kf->val, v, &p->api_key) == -1)
 			return -1;
 		path_pop(ld, old);
 	}
@@ -738,7 +740,8 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 		old = path_push(ld, ke->name);
 		if (get_text(ld, ke->val, "a variable name", &v) == -1)
 			return -1;
-		if (read_key_env(ld, ke->val, v, &p->api_key) == -1)
+		if (!(ld->flags & CFG_NO_SECRETS) &&
+		    read_key_env(ld, ke->val, v, &p->api_key) == -1)
 			return -1;
 		path_pop(ld, old);
 	}
@@ -1201,8 +1204,8 @@ syntax_error(
 }
 
 static struct cfg *
-load_text(
-    const char *name, const char *text, size_t len, char *err, size_t errlen)
+load_text(const char *name, const char *text, size_t len, int flags, char *err,
+    size_t errlen)
 {
 	struct loader ld;
 	yaml_parser_t yp;
@@ -1212,6 +1215,7 @@ load_text(
 
 	memset(&ld, 0, sizeof(ld));
 	ld.name = name;
+	ld.flags = flags;
 	ld.err = errlen > 0 ? err : NULL;
 	ld.errlen = errlen;
 	if (ld.err != NULL)
@@ -1257,11 +1261,17 @@ out:
 struct cfg *
 cfg_load_string(const char *name, const char *text, char *err, size_t errlen)
 {
-	return load_text(name, text, strlen(text), err, errlen);
+	return load_text(name, text, strlen(text), 0, err, errlen);
 }
 
 struct cfg *
 cfg_load(const char *path, char *err, size_t errlen)
+{
+	return cfg_load_flags(path, 0, err, errlen);
+}
+
+struct cfg *
+cfg_load_flags(const char *path, int flags, char *err, size_t errlen)
 {
 	struct cfg *c;
 	struct stat st;
@@ -1302,7 +1312,7 @@ cfg_load(const char *path, char *err, size_t errlen)
 		}
 	}
 	close(fd);
-	c = load_text(path, buf, len, err, errlen);
+	c = load_text(path, buf, len, flags, err, errlen);
 	free(buf);
 	return c;
 fail:

@@ -78,6 +78,13 @@ struct cfg {
  * "FILE:LINE:COL: KEY.PATH: message" into err.
  */
 struct cfg *cfg_load(const char *path, char *err, size_t errlen);
+/*
+ * With flags: CFG_NO_SECRETS leaves API keys unread (api_key stays NULL),
+ * for tools such as llmqctl that need the database and roles only.
+ */
+#define CFG_NO_SECRETS 0x01
+struct cfg *cfg_load_flags(
+    const char *path, int flags, char *err, size_t errlen);
 /* Same, from a string (for unit tests); name is used in messages. */
 struct cfg *cfg_load_string(
     const char *name, const char *text, char *err, size_t errlen);

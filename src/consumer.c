@@ -44,7 +44,8 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 		now = mono_ms();
 		if (child_usr1) {
 			child_usr1 = 0;
-			log_reopen();
+			if (log_reopen() == -1)
+				log_warn("could not reopen the log");
 		}
 		if (now >= next_run) {
 			if (pg == NULL &&

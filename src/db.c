@@ -72,12 +72,14 @@ static const struct {
 	    "UPDATE llmq.requests"
 	    "   SET lease_until = clock_timestamp() +"
 	    "       $2::bigint * interval '1 millisecond'"
-	    " WHERE status = 'processing' AND locked_by = $1" },
+	    " WHERE status = 'processing' AND locked_by = $1"
+	    "   AND id = ANY ($3::bigint[])" },
 	{ "handback",
 	    "UPDATE llmq.requests"
 	    "   SET status = 'pending', attempts = attempts - 1,"
 	    "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
-	    " WHERE status = 'processing' AND locked_by = $1" },
+	    " WHERE status = 'processing' AND locked_by = $1"
+	    "   AND id = ANY ($2::bigint[])" },
 	{ "holders",
 	    "SELECT DISTINCT locked_by FROM llmq.requests"
 	    " WHERE status = 'processing'"
@@ -117,17 +119,36 @@ static const struct {
 	    "NOTHING" },
 };
 
+static char last_state[6]; /* SQLSTATE of the last error */
+
+int
+db_transient(void)
+{
+	/* lock_not_available, query_canceled, serialization, deadlock */
+	return strcmp(last_state, "55P03") == 0 ||
+	    strcmp(last_state, "57014") == 0 ||
+	    strcmp(last_state, "40001") == 0 ||
+	    strcmp(last_state, "40P01") == 0;
+}
+
 static void
 log_pg(PGconn *conn, const PGresult *res, const char *what)
 {
-	const char *msg;
+	const char *msg, *state;
 	size_t len;
+	char *esc;
 
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(
+	    last_state, sizeof(last_state), "%s", state != NULL ? state : "");
 	msg = res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(conn);
 	len = strlen(msg);
 	while (len > 0 && msg[len - 1] == '\n')
 		len--;
-	log_warnx("%s failed: %.*s", what, (int)len, msg);
+	/* DETAIL and CONTEXT may quote row data: one escaped line. */
+	esc = str_escape(msg, len, 1000);
+	log_warnx("%s failed: %s", what, esc);
+	free(esc);
 }
 
 int
@@ -151,6 +172,21 @@ db_connect(const char *conninfo, const char *appname)
 		PQfinish(conn);
 		return NULL;
 	}
+	/*
+	 * The worker's loop waits for each statement: a row lock held by
+	 * someone else must not stall it for long.  A statement that gives
+	 * up this way is retried (db_transient()).
+	 */
+	res = PQexec(conn,
+	    "SET lock_timeout = '200ms'; "
+	    "SET statement_timeout = '30s'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		log_pg(conn, res, "setting timeouts");
+		PQclear(res);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(res);
 	for (i = 0; i < nitems(stmts); i++) {
 		res = PQprepare(conn, stmts[i].name, stmts[i].sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -345,22 +381,58 @@ db_fail(PGconn *conn, const char *me, int64_t id, int attempt, const char *kind,
 	return run_cmd(conn, "fail", 5, v);
 }
 
-int
-db_renew(PGconn *conn, const char *me, int64_t lease_ms)
+/* "{1,2,3}": the ids of a call list, as a PostgreSQL array literal. */
+static char *
+id_array(const struct call *list)
 {
-	char lbuf[24];
-	const char *v[] = { me, lbuf };
+	const struct call *c;
+	size_t len = 0, cap = 64;
+	char *buf;
 
-	snprintf(lbuf, sizeof(lbuf), "%lld", (long long)lease_ms);
-	return run_cmd(conn, "renew", 2, v);
+	buf = xmalloc(cap);
+	buf[len++] = '{';
+	for (c = list; c != NULL; c = c->next) {
+		if (len + 24 > cap)
+			buf = xrealloc(buf, cap *= 2);
+		len += snprintf(buf + len, cap - len, "%s%lld",
+		    c == list ? "" : ",", (long long)c->id);
+	}
+	buf[len++] = '}';
+	buf[len] = '\0';
+	return buf;
 }
 
 int
-db_handback(PGconn *conn, const char *me)
+db_renew(
+    PGconn *conn, const char *me, int64_t lease_ms, const struct call *list)
 {
-	const char *v[] = { me };
+	char lbuf[24], *ids;
+	const char *v[3];
+	int rc;
 
-	return run_cmd(conn, "handback", 1, v);
+	snprintf(lbuf, sizeof(lbuf), "%lld", (long long)lease_ms);
+	ids = id_array(list);
+	v[0] = me;
+	v[1] = lbuf;
+	v[2] = ids;
+	rc = run_cmd(conn, "renew", 3, v);
+	free(ids);
+	return rc;
+}
+
+int
+db_handback(PGconn *conn, const char *me, const struct call *list)
+{
+	const char *v[2];
+	char *ids;
+	int rc;
+
+	ids = id_array(list);
+	v[0] = me;
+	v[1] = ids;
+	rc = run_cmd(conn, "handback", 2, v);
+	free(ids);
+	return rc;
 }
 
 int

@@ -32,6 +32,11 @@ struct claimed {
 /* Connect; NULL on failure (logged). */
 PGconn *db_connect(const char *conninfo, const char *appname);
 int db_lost(PGconn *);
+/*
+ * After -1 with the connection up: 1 when the statement gave up on a
+ * lock or a timeout and may simply be tried again later.
+ */
+int db_transient(void);
 
 /* LISTEN on the channel of role. */
 int db_listen(PGconn *, const char *role);
@@ -59,14 +64,20 @@ int db_finish(PGconn *, const char *me, const struct call *list);
 int db_fail(PGconn *, const char *me, int64_t id, int attempt, const char *kind,
     const char *message);
 
-/* Extend the lease of every row held by me. */
-int db_renew(PGconn *, const char *me, int64_t lease_ms);
+/*
+ * Extend the lease of the rows of the calls in list (linked by ->next)
+ * that are still held by me.  By id, not by holder: a row that merely
+ * carries our name (pid reuse, a claim whose reply was lost) is left to
+ * its lease.
+ */
+int db_renew(
+    PGconn *, const char *me, int64_t lease_ms, const struct call *list);
 
 /*
- * Give back rows held by me (graceful stop): pending again, the attempt
- * not counted.
+ * Give back the rows of the calls in list (graceful stop): pending
+ * again, the attempt not counted.
  */
-int db_handback(PGconn *, const char *me);
+int db_handback(PGconn *, const char *me, const struct call *list);
 
 /*
  * Rows of role (NULL: any) held by processes of this host that no longer

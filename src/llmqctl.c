@@ -271,7 +271,8 @@ ctl_load_config(struct ctl *ctl)
 	if (ctl->cfg != NULL)
 		return 0;
 	if (ctl->cfgpath != NULL) {
-		ctl->cfg = cfg_load(ctl->cfgpath, err, sizeof(err));
+		ctl->cfg = cfg_load_flags(
+		    ctl->cfgpath, CFG_NO_SECRETS, err, sizeof(err));
 		if (ctl->cfg == NULL) {
 			ctl_errx("%s", err);
 			return -1;
@@ -280,7 +281,8 @@ ctl_load_config(struct ctl *ctl)
 	}
 	if (access(DEFAULT_CONFIG, R_OK) == -1)
 		return 0;
-	ctl->cfg = cfg_load(DEFAULT_CONFIG, err, sizeof(err));
+	ctl->cfg =
+	    cfg_load_flags(DEFAULT_CONFIG, CFG_NO_SECRETS, err, sizeof(err));
 	if (ctl->cfg == NULL)
 		ctl_errx("ignoring %s: %s", DEFAULT_CONFIG, err);
 	return 0;

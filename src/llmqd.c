@@ -55,6 +55,7 @@ static int
 pidfile_lock(const char *path, const struct passwd *pw)
 {
 	char buf[32], *dir, *copy;
+	struct stat st;
 	ssize_t n;
 	int fd;
 
@@ -71,8 +72,18 @@ pidfile_lock(const char *path, const struct passwd *pw)
 		return -1;
 	}
 	free(copy);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+	/*
+	 * Root writes, truncates and chowns this file: never through a
+	 * symbolic link or a hard link that someone else planted.
+	 */
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	         0644)) == -1) {
 		log_warn("could not open pidfile \"%s\"", path);
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		log_warnx("pidfile \"%s\" is not a plain file", path);
+		close(fd);
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,29 @@ static int filefd = -1;
 static char filepath[4096];
 static char ident[32] = "llmq";
 static char role[64] = "main";
+
+/*
+ * Open a log file for appending.  Not through a symbolic link, and only a
+ * plain file with one link: the file may be given to the unprivileged
+ * user, who must not be able to point root's writes elsewhere.
+ */
+static int
+open_log(const char *path)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(
+	    path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
 
 int
 log_level_parse(const char *name)
@@ -68,7 +92,7 @@ log_init(const char *id, const char *to, int lvl)
 		target = LT_SYSLOG;
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 	} else {
-		fd = open(to, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		fd = open_log(to);
 		if (fd == -1)
 			return -1;
 		log_close();
@@ -86,7 +110,7 @@ log_reopen(void)
 
 	if (target != LT_FILE)
 		return 0;
-	fd = open(filepath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	fd = open_log(filepath);
 	if (fd == -1)
 		return -1;
 	if (filefd != -1)

@@ -53,7 +53,8 @@ enum child_kind { CHILD_WORKER, CHILD_CONSUMER };
 struct child {
 	pid_t pid; /* 0: waiting to be (re)started */
 	enum child_kind kind;
-	int role; /* index into cfg->roles; -1 for the consumer */
+	int role;      /* index into cfg->roles; -1 for the consumer */
+	char name[48]; /* the role's name, kept across reloads */
 	int slots;
 	int gen;            /* configuration generation */
 	int exiting;        /* asked to stop: do not restart */
@@ -77,6 +78,7 @@ static int generation;
 static int stopping; /* 1 graceful, 2 fast */
 static int64_t stop_deadline;
 static int exit_status;
+static int reload_pending; /* SIGHUP seen, not yet acted on */
 
 static void
 master_handler(int sig)
@@ -133,8 +135,8 @@ setup_signals(void)
 static const char *
 child_name(const struct child *ch)
 {
-	return ch->kind == CHILD_CONSUMER ? "consumer" :
-	                                    cfg->roles[ch->role].name;
+	/* Not cfg->roles[ch->role]: a reload may have changed the roles. */
+	return ch->name;
 }
 
 static void
@@ -165,10 +167,21 @@ child_init(void)
 static void
 spawn(struct child *ch)
 {
+	sigset_t all, old;
 	pid_t pid;
 	int rc;
 
-	switch ((pid = fork())) {
+	/*
+	 * Until the child has its own handlers, a signal would run ours
+	 * there and be lost: keep them blocked across fork(); the child
+	 * unblocks them in child_signals().
+	 */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	switch (pid) {
 	case -1:
 		log_warn("fork() failed");
 		ch->pid = 0;
@@ -200,6 +213,8 @@ add_child(enum child_kind kind, int role, int slots)
 	memset(ch, 0, sizeof(*ch));
 	ch->kind = kind;
 	ch->role = role;
+	snprintf(ch->name, sizeof(ch->name), "%s",
+	    kind == CHILD_CONSUMER ? "consumer" : cfg->roles[role].name);
 	ch->slots = slots;
 	ch->gen = generation;
 	ch->deaths = xcalloc(cfg->crash_limit, sizeof(int64_t));
@@ -423,6 +438,18 @@ reload(void)
 	log_info("configuration reloaded; generation %d started", generation);
 }
 
+/* True while children of an older generation are still running. */
+static int
+draining(void)
+{
+	size_t i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].exiting)
+			return 1;
+	return 0;
+}
+
 static int
 next_timeout(void)
 {
@@ -474,8 +501,20 @@ master_run(struct cfg *c, const char *path, int pidfd)
 		}
 		if (sig_hup) {
 			sig_hup = 0;
-			if (!stopping)
-				reload();
+			reload_pending = 1;
+			if (draining())
+				log_info("reload deferred until the previous "
+				         "generation has stopped");
+		}
+		/*
+		 * One generation drains at a time: while the old one finishes
+		 * its calls the new one already serves, so a role may briefly
+		 * run up to twice its concurrency; a second reload waits
+		 * until the first has drained rather than make it three.
+		 */
+		if (reload_pending && !stopping && !draining()) {
+			reload_pending = 0;
+			reload();
 		}
 		if (sig_usr1) {
 			sig_usr1 = 0;

@@ -248,7 +248,8 @@ error_text(json_object *o)
 
 	if (!json_object_is_type(o, json_type_object))
 		return NULL;
-	if (json_object_object_get_ex(o, "error", &e)) {
+	/* "error": null, as some servers send beside a good reply, is none. */
+	if (json_object_object_get_ex(o, "error", &e) && e != NULL) {
 		if (json_object_is_type(e, json_type_string))
 			return json_object_get_string(e);
 		if (json_object_object_get_ex(e, "message", &m) &&

@@ -40,6 +40,8 @@
 #include "util.h"
 #include "worker.h"
 
+#define FLUSH_RETRY_MS 500 /* after a lock or statement timeout */
+
 volatile sig_atomic_t child_term, child_quit, child_usr1;
 static int wake_pipe[2] = { -1, -1 };
 
@@ -127,7 +129,8 @@ struct worker {
 	CURLM *multi;
 	struct call *running; /* calls in flight */
 	int inflight;
-	struct call *done; /* ended, result not yet written */
+	struct call *done;    /* ended, result not yet written */
+	struct call *aborted; /* stopped unfinished: to hand back */
 	int ndone;
 
 	int want_claim;        /* NOTIFY seen, or more may be due */
@@ -135,6 +138,7 @@ struct worker {
 	int64_t next_renew;    /* monotonic ms */
 	int stopping;          /* 1 graceful, 2 at once */
 	int64_t stop_deadline; /* monotonic ms */
+	int64_t flush_at;      /* monotonic ms: no write-back before */
 };
 
 static void
@@ -358,14 +362,7 @@ free_list(struct call *c)
 	}
 }
 
-/*
- * Write the results of the done list.  When the batch is refused while
- * the connection stays up (a value the server will not store), write
- * them one by one so that one bad result cannot hold back the others;
- * one that still fails is failed as internal, and if even that fails it
- * is dropped and its row left to the lease.  Results are kept only when
- * the connection is gone, to be written after reconnecting.
- */
+/* Make list the done list. */
 static void
 keep(struct worker *w, struct call *list)
 {
@@ -377,12 +374,21 @@ keep(struct worker *w, struct call *list)
 		w->ndone++;
 }
 
+/*
+ * Write the results of the done list, all in one statement.  When that
+ * fails with the connection up, write them one by one, so that one row
+ * cannot hold back the others: a row that is locked by someone else
+ * (lock_timeout) is kept and tried again a little later; a result the
+ * server will not store is failed as internal, and if even that fails it
+ * is dropped and its row left to the lease.  When the connection is
+ * gone, everything is kept and written after reconnecting.
+ */
 static void
 flush(struct worker *w)
 {
-	struct call *c, *rest;
+	struct call *c, *rest, *later = NULL;
 
-	if (w->done == NULL || w->pg == NULL)
+	if (w->done == NULL || w->pg == NULL || mono_ms() < w->flush_at)
 		return;
 	if (db_finish(w->pg, w->me, w->done) != -1) {
 		free_list(w->done);
@@ -405,9 +411,13 @@ flush(struct worker *w)
 		}
 		if (db_lost(w->pg)) {
 			c->next = rest;
-			keep(w, c);
-			pg_drop(w);
-			return;
+			rest = c;
+			break;
+		}
+		if (db_transient()) {
+			c->next = later;
+			later = c;
+			continue;
 		}
 		if (db_fail(w->pg, w->me, c->id, c->attempt, "internal",
 		        "the result could not be stored") == -1)
@@ -415,23 +425,35 @@ flush(struct worker *w)
 			          "returns to pending when its lease ends",
 			    (long long)c->id);
 		provider_call_free(c);
-		if (db_lost(w->pg)) {
-			keep(w, rest);
-			pg_drop(w);
-			return;
-		}
+		if (db_lost(w->pg))
+			break;
 	}
+	/* Kept: what was not tried (connection lost) and what was locked. */
+	while (later != NULL) {
+		c = later;
+		later = c->next;
+		c->next = rest;
+		rest = c;
+	}
+	keep(w, rest);
+	if (db_lost(w->pg))
+		pg_drop(w);
+	else if (rest != NULL)
+		w->flush_at = mono_ms() + FLUSH_RETRY_MS;
 }
 
-/* Abort every call in flight (their rows are handed back). */
+/* Abort every call in flight; their rows are handed back at exit. */
 static void
 abort_all(struct worker *w)
 {
-	struct call *c;
+	struct call *c, *next;
 
-	for (c = w->running; c != NULL; c = c->next)
+	for (c = w->running; c != NULL; c = next) {
+		next = c->next;
 		curl_multi_remove_handle(w->multi, c->easy);
-	free_list(w->running);
+		c->next = w->aborted;
+		w->aborted = c;
+	}
 	w->running = NULL;
 	w->inflight = 0;
 }
@@ -465,8 +487,8 @@ next_timeout(struct worker *w, int64_t now)
 		t = w->next_renew - now;
 	if (w->stopping && w->stop_deadline - now < t)
 		t = w->stop_deadline - now;
-	if (w->done != NULL && w->pg != NULL)
-		t = 0;
+	if (w->done != NULL && w->pg != NULL && w->flush_at - now < t)
+		t = w->flush_at - now;
 	curl_multi_timeout(w->multi, &ct);
 	if (ct >= 0 && ct < t)
 		t = ct;
@@ -514,7 +536,8 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 		}
 		if (child_usr1) {
 			child_usr1 = 0;
-			log_reopen();
+			if (log_reopen() == -1)
+				log_warn("could not reopen the log");
 		}
 		if (w.stopping == 1 && now >= w.stop_deadline &&
 		    w.inflight > 0) {
@@ -526,6 +549,7 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 		if (w.stopping == 2)
 			abort_all(&w);
 		if (w.stopping && w.inflight == 0) {
+			w.flush_at = 0;
 			flush(&w);
 			break;
 		}
@@ -538,7 +562,8 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 				claim(&w);
 		}
 		if (w.pg != NULL && w.inflight > 0 && now >= w.next_renew) {
-			if (db_renew(w.pg, w.me, cfg->lease_ms) == -1 &&
+			if (db_renew(w.pg, w.me, cfg->lease_ms, w.running) ==
+			        -1 &&
 			    db_lost(w.pg))
 				pg_drop(&w);
 			w.next_renew = now + cfg->lease_ms / 3;
@@ -576,12 +601,15 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 	}
 
 	if (w.pg != NULL) {
+		w.flush_at = 0;
 		flush(&w);
-		if (w.pg != NULL && (left = db_handback(w.pg, w.me)) > 0)
+		if (w.pg != NULL && w.aborted != NULL &&
+		    (left = db_handback(w.pg, w.me, w.aborted)) > 0)
 			log_info("handed back %d request%s", left,
 			    left == 1 ? "" : "s");
 		PQfinish(w.pg);
 	}
+	free_list(w.aborted);
 	if (w.done != NULL)
 		log_warnx("%d result%s could not be written; their rows "
 		          "return to pending when the lease ends",

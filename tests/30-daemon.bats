@@ -6,6 +6,10 @@ load helpers
 
 setup_file() {
 	common_setup_file
+	# The consumer also hands back dead workers' rows: keep it out of
+	# the way so that the successor's own hand-back is what is tested.
+	write_config "$TEST_DIR/llmq.yaml" "consumer:
+  interval: 1h"
 	llmq_migrate
 	llmqd_start
 }
@@ -71,6 +75,39 @@ worker_pid() {
 	id=$(submit -r planner -m "new generation")
 	run wait_req "$id"
 	[ "$status" -eq 0 ]
+}
+
+@test "a second SIGHUP waits until the first generation has drained" {
+	curl -s -X POST "$MOCK_URL/_mock/reset" >/dev/null
+	ids=$(submit -r executor --complexity simple -n 20 -m "reloading mock:delay=1500")
+	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 5 ]"
+	kill -HUP "$LLMQD_PID"
+	wait_until 10 grep -q "generation" "$TEST_DIR/llmqd.log"
+	kill -HUP "$LLMQD_PID"
+	wait_until 10 grep -q "reload deferred until the previous generation has stopped" "$TEST_DIR/llmqd.log"
+	run wait_req $ids
+	[ "$status" -eq 0 ]
+	# Old and new generation together: at most twice the role's 5.
+	[ "$(mock_field max_inflight)" -le 10 ]
+	wait_until 20 sh -c "[ \$(grep -c 'configuration reloaded' '$TEST_DIR/llmqd.log') -ge 2 ]"
+	wait_until 10 llmqd_ready 2
+}
+
+@test "a result whose row is locked by someone else is written once the lock goes" {
+	id=$(submit -r planner -m "locked mock:delay=500")
+	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT status FROM llmq.requests WHERE id=$id\") = processing ]"
+	# Hold a lock on the row across the reply; meanwhile, others are served.
+	psql -X -q -d "$DBCONN" -c "BEGIN; SELECT 1 FROM llmq.requests WHERE id = $id FOR SHARE; SELECT pg_sleep(3); COMMIT" >/dev/null &
+	locker=$!
+	other=$(submit -r planner -m "unlocked")
+	run wait_req "$other"
+	[ "$status" -eq 0 ]
+	# Served while the lock was still held.
+	kill -0 "$locker"
+	wait "$locker"
+	run wait_req "$id"
+	[ "$status" -eq 0 ]
+	[ "$output" = "echo: locked mock:delay=500" ]
 }
 
 @test "SIGUSR1 makes the master and the workers reopen the log file" {

@@ -9,6 +9,11 @@ setup_file() {
 	common_setup_file
 	llmq_migrate
 	write_config "$TEST_DIR/llmq.yaml" "user: nobody"
+	# The log in a directory of the user's own, as llmqd(8) advises.
+	mkdir "$TEST_DIR/logs"
+	chown nobody "$TEST_DIR/logs" 2>/dev/null || true
+	sed -i "s#^log: .*#log: $TEST_DIR/logs/llmqd.log#" "$TEST_DIR/llmq.yaml"
+	export LLMQD_LOG="$TEST_DIR/logs/llmqd.log"
 }
 
 teardown_file() {
@@ -35,17 +40,31 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 }
 
-@test "after the drop the log can still be reopened and the pidfile cleared" {
+@test "after the drop the log can be rotated and the pidfile cleared" {
 	[ "$(id -u)" = 0 ] || skip "needs root"
-	[ "$(stat -c %U "$TEST_DIR/llmqd.log")" = nobody ]
+	log=$TEST_DIR/logs/llmqd.log
+	[ "$(stat -c %U "$log")" = nobody ]
+	mv "$log" "$log.1"
 	kill -USR1 "$LLMQD_PID"
+	wait_until 10 test -e "$log"
 	id=$(submit -r planner -m "x mock:status=500")
-	"$LLMQCTL" -d "$DBCONN" wait --timeout 20s "$id" || true
-	wait_until 10 grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log"
-	! grep -q "could not reopen" "$TEST_DIR/llmqd.log"
+	wait_req "$id" || true
+	# A worker's line, written after the reopen, is in the new file.
+	wait_until 10 grep -q "request $id attempt 1 failed" "$log"
+	! grep -q "could not reopen" "$log" "$log.1"
 	pid=$LLMQD_PID
 	llmqd_stop
-	# The directory is root's: the file is emptied rather than removed.
+	# $TEST_DIR is root's: the pidfile is emptied rather than removed.
 	[ ! -s "$TEST_DIR/llmqd.pid" ]
 	! kill -0 "$pid" 2>/dev/null
+}
+
+@test "a pidfile that is a symbolic link is refused" {
+	ln -sf "$TEST_DIR/victim" "$TEST_DIR/llmqd.pid"
+	echo keep >"$TEST_DIR/victim"
+	run "$LLMQD" -f -c "$TEST_DIR/llmq.yaml"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"could not open pidfile"* ]]
+	[ "$(cat "$TEST_DIR/victim")" = keep ]
+	rm -f "$TEST_DIR/llmqd.pid"
 }

@@ -168,7 +168,7 @@ llmq_migrate() {
 # until every worker has connected; sets LLMQD_PID.
 llmqd_start() {
 	local cfg=${1:-$TEST_DIR/llmq.yaml}
-	: >"$TEST_DIR/llmqd.log"
+	: >"${LLMQD_LOG:-$TEST_DIR/llmqd.log}"
 	# fd 3 is bats' own output: a daemon holding it would hang bats.
 	"$LLMQD" -f -c "$cfg" >>"$TEST_DIR/llmqd.out" 2>&1 3>&- &
 	LLMQD_PID=$!
@@ -178,7 +178,7 @@ llmqd_start() {
 
 # True when N workers have logged their connection.
 llmqd_ready() {
-	[ "$(grep -c 'listening on "llmq_' "$TEST_DIR/llmqd.log")" -ge "$1" ]
+	[ "$(grep -c 'listening on "llmq_' "${LLMQD_LOG:-$TEST_DIR/llmqd.log}")" -ge "$1" ]
 }
 
 llmqd_stop() {

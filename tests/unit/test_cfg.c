@@ -520,6 +520,36 @@ test_errors(void)
 	    "\"LLMQ_TEST_UNSET\" is not set");
 }
 
+/* llmqctl's load: API keys are neither read nor required. */
+static void
+test_no_secrets(void)
+{
+	char path[] = "/tmp/llmq-test-cfg.XXXXXX", err[512] = "";
+	const char *text =
+	    HEAD "providers:\n  local: { kind: openai, url: \"http://h\", "
+	         "api_key_env: LLMQ_TEST_UNSET }\n" MODELS ROLES;
+	struct cfg *c;
+	int fd;
+
+	if ((fd = mkstemp(path)) == -1 ||
+	    write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+		CHECK(0, "create a config file");
+		return;
+	}
+	close(fd);
+	c = cfg_load(path, err, sizeof(err));
+	CHECK(c == NULL && strstr(err, "LLMQ_TEST_UNSET") != NULL,
+	    "cfg_load requires the key's variable");
+	cfg_free(c);
+	c = cfg_load_flags(path, CFG_NO_SECRETS, err, sizeof(err));
+	CHECK(c != NULL && c->providers[0].api_key == NULL,
+	    "CFG_NO_SECRETS loads without reading the key");
+	if (c == NULL)
+		printf("#   %s\n", err);
+	cfg_free(c);
+	unlink(path);
+}
+
 static void
 test_files(void)
 {
@@ -671,6 +701,7 @@ main(int argc, char **argv)
 	test_defaults();
 	test_errors();
 	test_files();
+	test_no_secrets();
 	test_sample(argc > 1 ? argv[1] : NULL);
 	printf("1..%d\n", ntest);
 	printf("# %d passed, %d failed\n", npass, nfail);
