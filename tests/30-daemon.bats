@@ -81,33 +81,38 @@ worker_pid() {
 	curl -s -X POST "$MOCK_URL/_mock/reset" >/dev/null
 	ids=$(submit -r executor --complexity simple -n 20 -m "reloading mock:delay=1500")
 	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 5 ]"
+	n=$(grep -c "configuration reloaded" "$TEST_DIR/llmqd.log" || true)
 	kill -HUP "$LLMQD_PID"
-	wait_until 10 grep -q "generation" "$TEST_DIR/llmqd.log"
+	wait_until 10 sh -c "[ \$(grep -c 'configuration reloaded' '$TEST_DIR/llmqd.log') -gt $n ]"
 	kill -HUP "$LLMQD_PID"
 	wait_until 10 grep -q "reload deferred until the previous generation has stopped" "$TEST_DIR/llmqd.log"
 	run wait_req $ids
 	[ "$status" -eq 0 ]
 	# Old and new generation together: at most twice the role's 5.
 	[ "$(mock_field max_inflight)" -le 10 ]
-	wait_until 20 sh -c "[ \$(grep -c 'configuration reloaded' '$TEST_DIR/llmqd.log') -ge 2 ]"
+	wait_until 20 sh -c "[ \$(grep -c 'configuration reloaded' '$TEST_DIR/llmqd.log') -ge $((n + 2)) ]"
 	wait_until 10 llmqd_ready 2
 }
 
 @test "a result whose row is locked by someone else is written once the lock goes" {
-	id=$(submit -r planner -m "locked mock:delay=500")
+	id=$(submit -r planner -m "locked mock:delay=2000")
 	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT status FROM llmq.requests WHERE id=$id\") = processing ]"
 	# Hold a lock on the row across the reply; meanwhile, others are served.
-	psql -X -q -d "$DBCONN" -c "BEGIN; SELECT 1 FROM llmq.requests WHERE id = $id FOR SHARE; SELECT pg_sleep(3); COMMIT" >/dev/null &
+	psql -X -q -d "$DBCONN" -c "BEGIN; SELECT 1 FROM llmq.requests WHERE id = $id FOR SHARE; SELECT pg_sleep(6); COMMIT" >/dev/null &
 	locker=$!
+	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()\") = 1 ]"
+	# The reply arrives while the lock is held: its write must wait...
+	wait_until 10 grep -q "finish failed: .*lock timeout" "$TEST_DIR/llmqd.log"
+	# ...without holding back another request's result.
 	other=$(submit -r planner -m "unlocked")
 	run wait_req "$other"
 	[ "$status" -eq 0 ]
-	# Served while the lock was still held.
 	kill -0 "$locker"
+	[ "$(psql_q "SELECT status FROM llmq.requests WHERE id = $id")" = processing ]
 	wait "$locker"
 	run wait_req "$id"
 	[ "$status" -eq 0 ]
-	[ "$output" = "echo: locked mock:delay=500" ]
+	[ "$output" = "echo: locked mock:delay=2000" ]
 }
 
 @test "SIGUSR1 makes the master and the workers reopen the log file" {
