@@ -80,6 +80,17 @@ static const struct {
 	    "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
 	    " WHERE status = 'processing' AND locked_by = $1"
 	    "   AND id = ANY ($2::bigint[])" },
+	/*
+	 * Rows bearing our name that we hold no call for: a claim whose
+	 * reply was lost with the connection.  Never called: the attempt
+	 * is not counted.
+	 */
+	{ "orphans",
+	    "UPDATE llmq.requests"
+	    "   SET status = 'pending', attempts = attempts - 1,"
+	    "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
+	    " WHERE status = 'processing' AND locked_by = $1"
+	    "   AND NOT (id = ANY ($2::bigint[]))" },
 	{ "holders",
 	    "SELECT DISTINCT locked_by FROM llmq.requests"
 	    " WHERE status = 'processing'"
@@ -381,25 +392,53 @@ db_fail(PGconn *conn, const char *me, int64_t id, int attempt, const char *kind,
 	return run_cmd(conn, "fail", 5, v);
 }
 
-/* "{1,2,3}": the ids of a call list, as a PostgreSQL array literal. */
+/* "{1,2,3}": the ids of two call lists, as a PostgreSQL array literal. */
 static char *
-id_array(const struct call *list)
+id_array2(const struct call *a, const struct call *b)
 {
-	const struct call *c;
+	const struct call *c, *lists[2] = { a, b };
 	size_t len = 0, cap = 64;
 	char *buf;
+	int i;
 
 	buf = xmalloc(cap);
 	buf[len++] = '{';
-	for (c = list; c != NULL; c = c->next) {
-		if (len + 24 > cap)
-			buf = xrealloc(buf, cap *= 2);
-		len += snprintf(buf + len, cap - len, "%s%lld",
-		    c == list ? "" : ",", (long long)c->id);
-	}
+	for (i = 0; i < 2; i++)
+		for (c = lists[i]; c != NULL; c = c->next) {
+			if (len + 24 > cap)
+				buf = xrealloc(buf, cap *= 2);
+			len += snprintf(buf + len, cap - len, "%s%lld",
+			    len > 1 ? "," : "", (long long)c->id);
+		}
 	buf[len++] = '}';
 	buf[len] = '\0';
 	return buf;
+}
+
+static char *
+id_array(const struct call *list)
+{
+	return id_array2(list, NULL);
+}
+
+int
+db_handback_orphans(PGconn *conn, const char *me, const struct call *running,
+    const struct call *done)
+{
+	const char *v[2];
+	char *ids;
+	int rc;
+
+	ids = id_array2(running, done);
+	v[0] = me;
+	v[1] = ids;
+	rc = run_cmd(conn, "orphans", 2, v);
+	free(ids);
+	if (rc > 0)
+		log_info("handed back %d request%s claimed before the "
+		         "connection was lost",
+		    rc, rc == 1 ? "" : "s");
+	return rc;
 }
 
 int

@@ -80,6 +80,13 @@ int db_renew(
 int db_handback(PGconn *, const char *me, const struct call *list);
 
 /*
+ * After reconnecting: rows held by me that are in neither list (claimed,
+ * but the claim's reply was lost) go back to pending.
+ */
+int db_handback_orphans(PGconn *, const char *me, const struct call *running,
+    const struct call *done);
+
+/*
  * Rows of role (NULL: any) held by processes of this host that no longer
  * exist go back to pending, or fail when their attempts are used up.
  */

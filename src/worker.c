@@ -178,7 +178,8 @@ pg_up(struct worker *w)
 	}
 	if (db_listen(w->pg, w->role->name) == -1 ||
 	    db_register_role(w->pg, w->role->name) == -1 ||
-	    db_rescue_dead(w->pg, w->role->name) == -1) {
+	    db_rescue_dead(w->pg, w->role->name) == -1 ||
+	    db_handback_orphans(w->pg, w->me, w->running, w->done) == -1) {
 		PQfinish(w->pg);
 		w->pg = NULL;
 		pg_drop(w);

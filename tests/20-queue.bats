@@ -45,7 +45,7 @@ field() {
 	[ "$(field "$c" model_used)" = "big:8b" ]
 }
 
-@test "plain INSERT works and wakes a worker too" {
+@test "a plain INSERT is served like a submit" {
 	id=$(psql_q "INSERT INTO llmq.requests (role, messages)
 		VALUES ('planner', '[{\"role\":\"user\",\"content\":\"by insert\"}]')
 		RETURNING id")
@@ -54,13 +54,27 @@ field() {
 	[ "$output" = "echo: by insert" ]
 }
 
-@test "llmq.submit from SQL returns an id and the caller is woken by llmq_done" {
-	id=$(psql_q "SELECT llmq.submit('planner',
-		'[{\"role\":\"user\",\"content\":\"from sql\"}]', '{}')")
+@test "a client that LISTENs on llmq_done gets the id when its request is final" {
+	out=$(psql -X -q -A -t -d "$DBCONN" 2>&1 <<'SQL'
+LISTEN llmq_done;
+SELECT llmq.submit('planner', '[{"role":"user","content":"from sql"}]') AS id \gset
+\echo id=:id
+CREATE FUNCTION pg_temp.await(bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1..400 LOOP
+		EXIT WHEN (SELECT status FROM llmq.requests WHERE id = $1)
+		    IN ('completed', 'failed');
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT pg_temp.await(:id);
+SELECT 1;
+SQL
+)
+	id=$(echo "$out" | sed -n 's/^id=//p')
 	[ -n "$id" ]
-	run wait_req "$id"
-	[ "$status" -eq 0 ]
-	[ "$(field "$id" response)" = "echo: from sql" ]
+	[ "$(psql_q "SELECT response FROM llmq.requests WHERE id = $id")" = "echo: from sql" ]
+	[[ "$out" == *"notification \"llmq_done\" with payload \"$id\""* ]]
 }
 
 @test "a request naming a model its role does not serve fails as bad_request" {

@@ -69,7 +69,7 @@ worker_pid() {
 	old=$(worker_pid planner)
 	kill -HUP "$LLMQD_PID"
 	wait_until 10 grep -q "configuration reloaded" "$TEST_DIR/llmqd.log"
-	wait_until 10 sh -c "! kill -0 $old"
+	wait_until 10 gone "$old"
 	wait_until 10 sh -c "[ -n \"\$(pgrep -P $LLMQD_PID -f 'llmqd: planner worker')\" ]"
 	[ "$(worker_pid planner)" != "$old" ]
 	id=$(submit -r planner -m "new generation")
@@ -95,14 +95,15 @@ worker_pid() {
 }
 
 @test "a result whose row is locked by someone else is written once the lock goes" {
+	locks=$(grep -c "finish failed: .*lock timeout" "$TEST_DIR/llmqd.log" || true)
 	id=$(submit -r planner -m "locked mock:delay=2000")
 	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT status FROM llmq.requests WHERE id=$id\") = processing ]"
 	# Hold a lock on the row across the reply; meanwhile, others are served.
-	psql -X -q -d "$DBCONN" -c "BEGIN; SELECT 1 FROM llmq.requests WHERE id = $id FOR SHARE; SELECT pg_sleep(6); COMMIT" >/dev/null &
+	psql -X -q -d "$DBCONN" -c "BEGIN; SELECT 1 FROM llmq.requests WHERE id = $id FOR SHARE; SELECT pg_sleep(6); COMMIT" >/dev/null 3>&- &
 	locker=$!
 	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()\") = 1 ]"
 	# The reply arrives while the lock is held: its write must wait...
-	wait_until 10 grep -q "finish failed: .*lock timeout" "$TEST_DIR/llmqd.log"
+	wait_until 10 sh -c "[ \$(grep -c 'finish failed: .*lock timeout' '$TEST_DIR/llmqd.log') -gt $locks ]"
 	# ...without holding back another request's result.
 	other=$(submit -r planner -m "unlocked")
 	run wait_req "$other"
@@ -123,7 +124,7 @@ worker_pid() {
 	wait_req "$id" || true
 	# The worker's line about the failure went to the new file.
 	wait_until 10 grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log"
-	! grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log.1"
+	refute grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log.1"
 	cat "$TEST_DIR/llmqd.log" >>"$TEST_DIR/llmqd.log.1"
 	mv "$TEST_DIR/llmqd.log.1" "$TEST_DIR/llmqd.log"
 	kill -USR1 "$LLMQD_PID"
@@ -144,7 +145,10 @@ worker_pid() {
 	ids=$(submit -r executor --complexity simple -n 3 -m "finishing mock:delay=1000")
 	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 3 ]"
 	kill -TERM "$LLMQD_PID"
-	wait_until 20 sh -c "! kill -0 $LLMQD_PID"
+	wait_until 20 gone "$LLMQD_PID"
+	# The workers waited for their calls; nothing had to be killed.
+	grep -q "stopping: waiting for 3 requests" "$TEST_DIR/llmqd.log"
+	refute grep -q "killing them" "$TEST_DIR/llmqd.log"
 	wait "$LLMQD_PID" || true
 	LLMQD_PID=
 	[ "$(psql_q "SELECT count(*) FROM llmq.requests WHERE id IN ($(echo $ids | tr ' ' ',')) AND status = 'completed'")" = 3 ]
@@ -155,7 +159,7 @@ worker_pid() {
 	ids=$(submit -r executor --complexity simple -n 2 -m "handed back mock:delay=5000")
 	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 2 ]"
 	kill -QUIT "$LLMQD_PID"
-	wait_until 10 sh -c "! kill -0 $LLMQD_PID"
+	wait_until 10 gone "$LLMQD_PID"
 	LLMQD_PID=
 	[ "$(psql_q "SELECT count(*) FROM llmq.requests WHERE id IN ($(echo $ids | tr ' ' ',')) AND status = 'pending' AND attempts = 0")" = 2 ]
 	psql_q "UPDATE llmq.requests SET status = 'cancelled' WHERE id IN ($(echo $ids | tr ' ' ','))"
@@ -169,7 +173,7 @@ worker_pid() {
 	wait "$LLMQD_PID" 2>/dev/null || true
 	LLMQD_PID=
 	for k in $kids; do
-		wait_until 10 sh -c "! kill -0 $k"
+		wait_until 10 gone "$k"
 	done
 	llmqd_start
 }
@@ -185,7 +189,7 @@ worker_pid() {
 		old=$(worker_pid planner)
 		kill -KILL "$old"
 	done
-	wait_until 20 sh -c "! kill -0 $LLMQD_PID"
+	wait_until 20 gone "$LLMQD_PID"
 	run wait "$LLMQD_PID"
 	[ "$status" -eq 1 ]
 	LLMQD_PID=

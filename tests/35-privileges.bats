@@ -51,18 +51,18 @@ teardown_file() {
 	wait_req "$id" || true
 	# A worker's line, written after the reopen, is in the new file.
 	wait_until 10 grep -q "request $id attempt 1 failed" "$log"
-	! grep -q "could not reopen" "$log" "$log.1"
+	refute grep -q "could not reopen" "$log" "$log.1"
 	pid=$LLMQD_PID
 	llmqd_stop
 	# $TEST_DIR is root's: the pidfile is emptied rather than removed.
 	[ ! -s "$TEST_DIR/llmqd.pid" ]
-	! kill -0 "$pid" 2>/dev/null
+	gone "$pid"
 }
 
 @test "a pidfile that is a symbolic link is refused" {
 	ln -sf "$TEST_DIR/victim" "$TEST_DIR/llmqd.pid"
 	echo keep >"$TEST_DIR/victim"
-	run "$LLMQD" -f -c "$TEST_DIR/llmq.yaml"
+	run timeout 10 "$LLMQD" -f -c "$TEST_DIR/llmq.yaml"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"could not open pidfile"* ]]
 	[ "$(cat "$TEST_DIR/victim")" = keep ]

@@ -36,7 +36,7 @@ teardown_file() {
 	grep -q "^DAEMON=$prefix/sbin/llmqd\$" "$DEST$prefix/share/llmq/init/llmqd"
 	grep -q "ExecStart=$prefix/sbin/llmqd -f -c $sysconfdir/llmq.yaml" \
 		"$DEST$prefix/share/llmq/init/llmqd.service"
-	! grep -q '@[a-z]*dir@' "$DEST$prefix/share/llmq/init/llmqd" \
+	refute grep -q '@[a-z]*dir@' "$DEST$prefix/share/llmq/init/llmqd" \
 		"$DEST$prefix/share/llmq/init/llmqd.service"
 	"$DEST$prefix/sbin/llmqd" -V
 	"$DEST$prefix/sbin/llmqd" -t -c "$DEST$sysconfdir/llmq.yaml.sample"

@@ -31,6 +31,23 @@ as_pg() {
 	fi
 }
 
+# gone PID: the process has exited (a zombie not yet reaped counts as
+# gone: in a container, PID 1 may be slow to reap orphans).
+gone() {
+	! kill -0 "$1" 2>/dev/null ||
+		[ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ]
+}
+
+# refute COMMAND...: fail when COMMAND succeeds.  (A bare "! cmd" does
+# not fail a bats test: set -e ignores negated commands.)
+refute() {
+	if "$@"; then
+		echo "unexpected success: $*" >&2
+		return 1
+	fi
+	return 0
+}
+
 # wait_until SECONDS COMMAND...: run COMMAND until it succeeds or time is up.
 wait_until() {
 	local limit=$1; shift
@@ -61,7 +78,7 @@ pg_start() {
 		-o "-k $PGDIR -c listen_addresses='' -c fsync=off \
 		    -c synchronous_commit=off -c full_page_writes=off \
 		    -c max_connections=200" \
-		start >/dev/null || { cat "$PGDIR/log" >&2; return 1; }
+		start >/dev/null 3>&- || { cat "$PGDIR/log" >&2; return 1; }
 	PG_BINDIR=$bindir
 	export PGHOST="$PGDIR" PGUSER=postgres PGDATABASE=postgres
 	DBCONN="host=$PGDIR user=postgres dbname=postgres"
@@ -85,7 +102,7 @@ pg_restart() {
 	as_pg "$PG_BINDIR/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
 		-o "-k $PGDIR -c listen_addresses='' -c fsync=off \
 		    -c synchronous_commit=off -c max_connections=200" \
-		start >/dev/null
+		start >/dev/null 3>&-
 }
 
 psql_q() {
@@ -173,6 +190,8 @@ llmqd_start() {
 	"$LLMQD" -f -c "$cfg" >>"$TEST_DIR/llmqd.out" 2>&1 3>&- &
 	LLMQD_PID=$!
 	export LLMQD_PID
+	# Every llmqd started, for teardown: titles hide the config path.
+	echo "$LLMQD_PID" >>"$TEST_DIR/llmqd.pids"
 	wait_until 20 llmqd_ready "${2:-2}"
 }
 
@@ -188,7 +207,7 @@ llmqd_stop() {
 	kill -TERM "$LLMQD_PID" 2>/dev/null || true
 	local i
 	for i in $(seq 1 200); do
-		kill -0 "$LLMQD_PID" 2>/dev/null || break
+		gone "$LLMQD_PID" && break
 		sleep 0.05
 	done
 	kill -KILL "$LLMQD_PID" 2>/dev/null || true
@@ -242,7 +261,12 @@ common_teardown_file() {
 	llmqd_stop
 	mock_stop
 	pg_stop
-	# Anything of ours still running is a bug; stop it anyway.
+	# Anything of ours still running is a bug; stop it anyway, by pid
+	# (a master's children exit when it does).
+	local p
+	for p in $(cat "$TEST_DIR/llmqd.pids" 2>/dev/null); do
+		kill -KILL "$p" 2>/dev/null
+	done
 	[ -n "$TEST_DIR" ] && pkill -f "$TEST_DIR" 2>/dev/null
 	[ -n "$TEST_DIR" ] && rm -rf "$TEST_DIR"
 	return 0
