@@ -258,16 +258,20 @@ common_setup_file() {
 }
 
 common_teardown_file() {
-	llmqd_stop
-	mock_stop
-	pg_stop
+	# Every step runs, whatever the one before returned (callers may
+	# have set -e: a failing kill must not skip the rest).
+	llmqd_stop || true
+	mock_stop || true
+	pg_stop || true
 	# Anything of ours still running is a bug; stop it anyway, by pid
 	# (a master's children exit when it does).
 	local p
 	for p in $(cat "$TEST_DIR/llmqd.pids" 2>/dev/null); do
-		kill -KILL "$p" 2>/dev/null
+		kill -KILL "$p" 2>/dev/null || true
 	done
-	[ -n "$TEST_DIR" ] && pkill -f "$TEST_DIR" 2>/dev/null
-	[ -n "$TEST_DIR" ] && rm -rf "$TEST_DIR"
+	if [ -n "$TEST_DIR" ]; then
+		pkill -f "$TEST_DIR" 2>/dev/null || true
+		rm -rf "$TEST_DIR"
+	fi
 	return 0
 }
