@@ -23,6 +23,8 @@
 #define _GNU_SOURCE
 #endif
 
+#include "config.h"
+
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +40,8 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+
+#include "util.h"
 
 #define DEF_COUNT 1000
 #define DEF_INTERVAL_US 5000
@@ -75,27 +79,6 @@ struct stats {
 	int64_t min, p50, p90, p99, max;
 };
 
-static int64_t
-clock_us(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
-wall_us(void)
-{
-	return clock_us(CLOCK_REALTIME);
-}
-
-static int64_t
-mono_us(void)
-{
-	return clock_us(CLOCK_MONOTONIC);
-}
-
 static void
 sleep_until(int64_t mono)
 {
@@ -119,16 +102,6 @@ next_slot(int64_t slot, int64_t interval)
 
 	slot += interval;
 	return slot < now ? now : slot;
-}
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p;
-
-	if ((p = calloc(n, size)) == NULL)
-		err(1, "calloc");
-	return p;
 }
 
 /* The connection's last error without its trailing newlines. */
@@ -341,8 +314,7 @@ mocklog_scan(struct mocklog *ml, const char *prefix, struct sample *s, int n)
 	for (;;) {
 		if (ml->cap - ml->len < READ_ROOM) {
 			ml->cap = ml->len + READ_ROOM * 2;
-			if ((ml->buf = realloc(ml->buf, ml->cap)) == NULL)
-				err(1, "realloc");
+			ml->buf = xrealloc(ml->buf, ml->cap);
 		}
 		got = read(ml->fd, ml->buf + ml->len, ml->cap - ml->len);
 		if (got == -1 && errno == EINTR)

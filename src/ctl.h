@@ -47,6 +47,11 @@ void ctl_pgerr(PGconn *, const PGresult *, const char *, ...)
 
 /* The running command's usage; its getopt, reset. */
 void ctl_usage(const struct ctl *, FILE *);
+/* getopt's -h (usage on stdout, 0) or a refused option (stderr, EX_USAGE). */
+int ctl_help(const struct ctl *, int ch);
+/* "llmqctl: COMMAND: message" and the usage on stderr; returns EX_USAGE. */
+int ctl_usage_error(const struct ctl *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
 void ctl_getopt_init(const struct ctl *, char **);
 
 int ctl_parse_id(const char *, int64_t *);

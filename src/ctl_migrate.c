@@ -76,9 +76,7 @@ migrate_roles(struct ctl *ctl, int dry_run)
 		    1, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			ctl_pgerr(ctl->conn, res,
-			    "could not register role "
-			    "\"%s\"",
-			    params[0]);
+			    "could not register role \"%s\"", params[0]);
 			PQclear(res);
 			return -1;
 		}
@@ -161,9 +159,7 @@ migrate_run(struct ctl *ctl, int dry_run)
 		    2, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			ctl_pgerr(ctl->conn, res,
-			    "could not record migration "
-			    "%s",
-			    m->name);
+			    "could not record migration %s", m->name);
 			PQclear(res);
 			PQclear(applied);
 			return -1;
@@ -212,18 +208,13 @@ ctl_migrate(struct ctl *ctl, int argc, char **argv)
 		case 'n':
 			dry_run = 1;
 			break;
-		case 'h':
-			ctl_usage(ctl, stdout);
-			return 0;
-		default:
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+		default: /* -h, or an option getopt refused */
+			return ctl_help(ctl, ch);
 		}
 	}
 	if (optind != argc) {
-		ctl_errx("migrate: unexpected argument \"%s\"", argv[optind]);
-		ctl_usage(ctl, stderr);
-		return EX_USAGE;
+		return ctl_usage_error(
+		    ctl, "unexpected argument \"%s\"", argv[optind]);
 	}
 
 	if (ctl_connect(ctl, 1) == -1)

@@ -477,35 +477,27 @@ ctl_submit(struct ctl *ctl, int argc, char **argv)
 			}
 			a.count = v;
 			break;
-		case 'h':
-			ctl_usage(ctl, stdout);
-			return 0;
-		default:
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+		default: /* -h, or an option getopt refused */
+			return ctl_help(ctl, ch);
 		}
 	}
 	for (; optind < argc; optind++) {
 		if (strcmp(argv[optind], "-") != 0 || a.from_stdin) {
-			ctl_errx(
-			    "submit: unexpected argument \"%s\"", argv[optind]);
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+			return ctl_usage_error(
+			    ctl, "unexpected argument \"%s\"", argv[optind]);
 		}
 		a.from_stdin = 1;
 	}
 	if (a.from_stdin && a.message != NULL) {
-		ctl_errx("submit: -m and - (standard input) exclude each "
-		         "other");
-		ctl_usage(ctl, stderr);
-		return EX_USAGE;
+		return ctl_usage_error(ctl,
+		    "-m and - (standard input) exclude each "
+		    "other");
 	}
 	if (!a.from_stdin && a.message == NULL) {
 		if (isatty(STDIN_FILENO)) {
-			ctl_errx("submit: no message (use -m TEXT, or give "
-			         "JSON on standard input)");
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+			return ctl_usage_error(ctl,
+			    "no message (use -m TEXT, or give "
+			    "JSON on standard input)");
 		}
 		a.from_stdin = 1;
 	}
@@ -672,19 +664,13 @@ ctl_show(struct ctl *ctl, int argc, char **argv)
 		case 'j':
 			as_json = 1;
 			break;
-		case 'h':
-			ctl_usage(ctl, stdout);
-			return 0;
-		default:
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+		default: /* -h, or an option getopt refused */
+			return ctl_help(ctl, ch);
 		}
 	}
 	if (argc - optind != 1) {
-		ctl_errx("show: %s",
+		return ctl_usage_error(ctl, "%s",
 		    optind == argc ? "no request id" : "one request id only");
-		ctl_usage(ctl, stderr);
-		return EX_USAGE;
 	}
 	if (ctl_parse_id(argv[optind], &id) == -1) {
 		ctl_errx("show: invalid request id \"%s\"", argv[optind]);
@@ -858,18 +844,13 @@ ctl_list(struct ctl *ctl, int argc, char **argv)
 		case OPT_JSON:
 			as_json = 1;
 			break;
-		case 'h':
-			ctl_usage(ctl, stdout);
-			return 0;
-		default:
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+		default: /* -h, or an option getopt refused */
+			return ctl_help(ctl, ch);
 		}
 	}
 	if (optind != argc) {
-		ctl_errx("list: unexpected argument \"%s\"", argv[optind]);
-		ctl_usage(ctl, stderr);
-		return EX_USAGE;
+		return ctl_usage_error(
+		    ctl, "unexpected argument \"%s\"", argv[optind]);
 	}
 	if (ctl_connect(ctl, 0) == -1)
 		return 1;

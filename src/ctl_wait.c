@@ -260,18 +260,12 @@ ctl_wait(struct ctl *ctl, int argc, char **argv)
 				return EX_USAGE;
 			}
 			break;
-		case 'h':
-			ctl_usage(ctl, stdout);
-			return 0;
-		default:
-			ctl_usage(ctl, stderr);
-			return EX_USAGE;
+		default: /* -h, or an option getopt refused */
+			return ctl_help(ctl, ch);
 		}
 	}
 	if (optind == argc) {
-		ctl_errx("wait: no request id");
-		ctl_usage(ctl, stderr);
-		return EX_USAGE;
+		return ctl_usage_error(ctl, "no request id");
 	}
 	n = (size_t)(argc - optind);
 	items = xcalloc(n, sizeof(*items));

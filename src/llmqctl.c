@@ -200,6 +200,27 @@ ctl_usage(const struct ctl *ctl, FILE *fp)
 	print_usage(fp, "usage: llmqctl ", ctl->cmd);
 }
 
+int
+ctl_help(const struct ctl *ctl, int ch)
+{
+	ctl_usage(ctl, ch == 'h' ? stdout : stderr);
+	return ch == 'h' ? 0 : EX_USAGE;
+}
+
+int
+ctl_usage_error(const struct ctl *ctl, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ctl_errx("%s: %s", ctl->cmd->name, msg);
+	ctl_usage(ctl, stderr);
+	return EX_USAGE;
+}
+
 /*
  * Reset getopt for a command's own options, with argv[0] set so that
  * getopt's messages read "llmqctl submit: unrecognized option ...".
