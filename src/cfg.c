@@ -45,11 +45,13 @@
  */
 #define DUR_MAX (3650 * DAY)
 #define CONC_MAX 10000
+#define MAX_QUEUE_WAIT (24 * DAY) /* in the roles table as integer ms */
 /* A config or key file larger than this is a mistake. */
 #define CFG_FILE_MAX (4 << 20)
 #define KEY_FILE_MAX 65536
 /* A role name is part of a NOTIFY channel name (at most 63 bytes). */
 #define ROLE_NAME_MAX 40
+#define NAME_MAX_LEN 127 /* providers and models; SHM_NAME_LEN - 1 */
 
 struct loader {
 	const char *name; /* file name for messages */
@@ -503,6 +505,11 @@ map_name(struct loader *ld, yaml_node_t *map, size_t i, const char **name)
 
 	if (get_text(ld, k, "a name", name) == -1)
 		return -1;
+	/* Names are kept in the shared memory table (shm.h). */
+	if (strlen(*name) > NAME_MAX_LEN) {
+		path_push(ld, *name);
+		return fail(ld, k, "name longer than %d bytes", NAME_MAX_LEN);
+	}
 	for (j = 0; j < i; j++) {
 		o = node(ld, pairs[j].key);
 		if (o->type == YAML_SCALAR_NODE &&
@@ -814,6 +821,7 @@ load_model(struct loader *ld, struct cfg_model *m, yaml_node_t *map)
 		{ "provider", NULL, NULL },
 		{ "fallback", NULL, NULL },
 		{ "concurrency", NULL, NULL },
+		{ "cluster_concurrency", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
 	struct key *k;
@@ -847,7 +855,12 @@ load_model(struct loader *ld, struct cfg_model *m, yaml_node_t *map)
 			    ld, k->val, "a model cannot be its own fallback");
 		path_pop(ld, old);
 	}
-	return opt_int(ld, keys, "concurrency", 0, CONC_MAX, &m->concurrency);
+	if (opt_int(ld, keys, "concurrency", 0, CONC_MAX, &m->concurrency) ==
+	        -1 ||
+	    opt_int(ld, keys, "cluster_concurrency", 0, CONC_MAX,
+	        &m->cluster_concurrency) == -1)
+		return -1;
+	return 0;
 }
 
 /* All names first, so that a fallback may name a model defined later. */
@@ -935,6 +948,7 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 		{ "model", NULL, NULL },
 		{ "timeout", NULL, NULL },
 		{ "max_attempts", NULL, NULL },
+		{ "max_queue_wait", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
 	struct key *k, *kp, *kc;
@@ -963,7 +977,10 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 		return -1;
 	path_pop(ld, old);
 	if (opt_dur(ld, keys, "timeout", 0, DUR_MAX, &r->timeout_ms) == -1 ||
-	    opt_int(ld, keys, "max_attempts", 1, 100, &r->max_attempts) == -1)
+	    opt_int(ld, keys, "max_attempts", 1, 100, &r->max_attempts) ==
+	        -1 ||
+	    opt_dur(ld, keys, "max_queue_wait", 1, MAX_QUEUE_WAIT,
+	        &r->max_queue_wait_ms) == -1)
 		return -1;
 	return 0;
 }

@@ -33,6 +33,7 @@ struct cfg_model {
 	int provider;    /* index into cfg.providers */
 	int fallback;    /* index into cfg.models, or -1 */
 	int concurrency; /* 0: no limit of its own */
+	int cluster_concurrency; /* all hosts together; 0: none */
 };
 
 struct cfg_role {
@@ -43,6 +44,7 @@ struct cfg_role {
 	int by_complexity[CX_COUNT]; /* indexes, -1 when unset */
 	int64_t timeout_ms;          /* 0: the provider's timeout */
 	int max_attempts;            /* default 3 */
+	int64_t max_queue_wait_ms;   /* 0: wait for ever */
 };
 
 struct cfg {

@@ -6,9 +6,14 @@
  * finish.  Every interval it hands back the rows of this host's workers
  * that died (a successor does the same for its role at start-up; doing
  * it here too covers roles that a reload removed) and the rows whose
- * lease expired (a host that vanished), and once a minute it deletes
- * finished rows older than the retention in small batches, so that no
- * statement holds locks for long.
+ * lease expired (a host that vanished), fails the pending rows that
+ * passed their queue deadline (error kind overload), and once a minute
+ * deletes finished rows older than the retention, in small batches so
+ * that no statement holds locks for long.
+ *
+ * The master stops the consumer after every worker has exited; its last
+ * act is one more hand-back, for the rows of workers that had to be
+ * killed, so that no row stays processing after llmqd has stopped.
  */
 #include "config.h"
 
@@ -25,6 +30,7 @@
 #include "worker.h"
 
 #define PURGE_BATCH 1000
+#define OVERLOAD_BATCH 1000
 #define PURGE_EVERY_MS 60000
 
 int
@@ -59,6 +65,12 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			backoff = 100;
 			if (db_rescue_dead(pg, NULL) == -1 ||
 			    db_rescue_expired(pg) == -1)
+				goto lost;
+			while ((n = db_overload(pg, OVERLOAD_BATCH)) ==
+			        OVERLOAD_BATCH &&
+			    !child_term && !child_quit)
+				;
+			if (n == -1)
 				goto lost;
 			if (now >= next_purge) {
 				total = 0;
@@ -99,6 +111,13 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 				break;
 			}
 		}
+	}
+	/* The workers are gone: rows still marked theirs go back now. */
+	if (child_term || child_quit) {
+		if (pg == NULL)
+			pg = db_connect(cfg->database, "llmqd consumer");
+		if (pg != NULL)
+			db_rescue_dead(pg, NULL);
 	}
 	PQfinish(pg);
 	log_info("consumer exiting");

@@ -28,21 +28,10 @@ static const struct {
 	const char *name;
 	const char *sql;
 } stmts[] = {
+	/* See llmq.claim() in sql/002_limits.sql. */
 	{ "claim",
-	    "UPDATE llmq.requests r"
-	    "   SET status = 'processing', attempts = r.attempts + 1,"
-	    "       locked_by = $2, claimed_at = clock_timestamp(),"
-	    "       lease_until = clock_timestamp() +"
-	    "           $4::bigint * interval '1 millisecond',"
-	    "       max_attempts = coalesce(r.max_attempts, $5::integer)"
-	    "  FROM (SELECT id FROM llmq.requests"
-	    "         WHERE role = $1 AND status = 'pending'"
-	    "           AND run_after <= now()"
-	    "         ORDER BY priority DESC, run_after, id"
-	    "         LIMIT $3 FOR UPDATE SKIP LOCKED) c"
-	    " WHERE r.id = c.id"
-	    " RETURNING r.id, r.attempts, r.messages, r.options, r.model,"
-	    "           r.complexity, r.timeout_ms" },
+	    "SELECT * FROM llmq.claim($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+	    "                         $10)" },
 	{ "finish",
 	    "UPDATE llmq.requests r"
 	    "   SET status = v.status, response = v.response,"
@@ -126,8 +115,23 @@ static const struct {
 	    "millisecond'"
 	    "   LIMIT $2)" },
 	{ "register",
-	    "INSERT INTO llmq.roles (name) VALUES ($1) ON CONFLICT DO "
-	    "NOTHING" },
+	    "INSERT INTO llmq.roles (name, max_queue_wait_ms)"
+	    " VALUES ($1, $2)"
+	    " ON CONFLICT (name) DO UPDATE"
+	    "   SET max_queue_wait_ms = EXCLUDED.max_queue_wait_ms"
+	    " WHERE llmq.roles.max_queue_wait_ms IS DISTINCT FROM"
+	    "       EXCLUDED.max_queue_wait_ms" },
+	/* Pending rows past their queue deadline. */
+	{ "overload",
+	    "UPDATE llmq.requests"
+	    "   SET status = 'failed', error_kind = 'overload',"
+	    "       error_message = 'not claimed within its max_queue_wait',"
+	    "       finished_at = clock_timestamp()"
+	    " WHERE id IN (SELECT id FROM llmq.requests"
+	    "               WHERE status = 'pending'"
+	    "                 AND queue_deadline < now()"
+	    "               ORDER BY queue_deadline"
+	    "               LIMIT $1 FOR UPDATE SKIP LOCKED)" },
 };
 
 static char last_state[6]; /* SQLSTATE of the last error */
@@ -265,11 +269,17 @@ db_listen(PGconn *conn, const char *role)
 }
 
 int
-db_register_role(PGconn *conn, const char *role)
+db_register_role(PGconn *conn, const char *role, int64_t max_queue_wait_ms)
 {
-	const char *v[] = { role };
+	char wbuf[24];
+	const char *v[] = { role, NULL };
 
-	return run_cmd(conn, "register", 1, v) < 0 ? -1 : 0;
+	if (max_queue_wait_ms > 0) {
+		snprintf(wbuf, sizeof(wbuf), "%lld",
+		    (long long)max_queue_wait_ms);
+		v[1] = wbuf;
+	}
+	return run_cmd(conn, "register", 2, v) < 0 ? -1 : 0;
 }
 
 static char *
@@ -282,10 +292,12 @@ dup_or_null(const PGresult *res, int row, int col)
 
 int
 db_claim(PGconn *conn, const char *role, const char *me, int n,
-    int64_t lease_ms, int max_attempts, struct claimed **out)
+    int64_t lease_ms, int max_attempts, const struct db_group *g,
+    struct claimed **out)
 {
-	char nbuf[16], lbuf[24], mbuf[16];
-	const char *v[] = { role, me, nbuf, lbuf, mbuf };
+	char nbuf[16], lbuf[24], mbuf[16], cbuf[16];
+	const char *v[] = { role, me, nbuf, lbuf, mbuf, g->models, g->cx,
+		g->negate ? "t" : "f", g->model, NULL };
 	struct claimed *rows;
 	PGresult *res;
 	int i, count;
@@ -293,8 +305,12 @@ db_claim(PGconn *conn, const char *role, const char *me, int n,
 	snprintf(nbuf, sizeof(nbuf), "%d", n);
 	snprintf(lbuf, sizeof(lbuf), "%lld", (long long)lease_ms);
 	snprintf(mbuf, sizeof(mbuf), "%d", max_attempts);
+	if (g->cap > 0) {
+		snprintf(cbuf, sizeof(cbuf), "%d", g->cap);
+		v[9] = cbuf;
+	}
 	*out = NULL;
-	if ((res = run(conn, "claim", 5, v, PGRES_TUPLES_OK)) == NULL)
+	if ((res = run(conn, "claim", 10, v, PGRES_TUPLES_OK)) == NULL)
 		return -1;
 	count = PQntuples(res);
 	rows = count > 0 ? xcalloc(count, sizeof(*rows)) : NULL;
@@ -528,6 +544,21 @@ db_rescue_expired(PGconn *conn)
 	if ((r = run_cmd(conn, "rescue", 2, v)) > 0)
 		log_info("rescued %d request%s whose lease expired", r,
 		    r == 1 ? "" : "s");
+	return r;
+}
+
+int
+db_overload(PGconn *conn, int limit)
+{
+	char lbuf[16];
+	const char *v[] = { lbuf };
+	int r;
+
+	snprintf(lbuf, sizeof(lbuf), "%d", limit);
+	if ((r = run_cmd(conn, "overload", 1, v)) > 0)
+		log_info("failed %d request%s not claimed within their "
+		         "max_queue_wait",
+		    r, r == 1 ? "" : "s");
 	return r;
 }
 

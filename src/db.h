@@ -29,6 +29,19 @@ struct claimed {
 	int64_t timeout_ms; /* 0: not given */
 };
 
+/*
+ * Which rows of a role a claim takes: those routed to one model (see
+ * llmq.claim() in sql/002_limits.sql).  models and cx are PostgreSQL
+ * array literals.
+ */
+struct db_group {
+	const char *model; /* the model the rows go to */
+	char *models;      /* rows naming one of these ... */
+	char *cx;          /* ... or none, with one of these complexities */
+	int negate;        /* take every row the two above do not match */
+	int cap;           /* models.M.cluster_concurrency; 0: none */
+};
+
 /* Connect; NULL on failure (logged). */
 PGconn *db_connect(const char *conninfo, const char *appname);
 int db_lost(PGconn *);
@@ -40,16 +53,17 @@ int db_transient(void);
 
 /* LISTEN on the channel of role. */
 int db_listen(PGconn *, const char *role);
-/* Make role known to llmq.submit(). */
-int db_register_role(PGconn *, const char *role);
+/* Make role known to llmq.submit(), with its default max_queue_wait. */
+int db_register_role(PGconn *, const char *role, int64_t max_queue_wait_ms);
 
 /*
- * Claim at most n pending rows of role now due.  On success *out is a
- * new array of the claimed rows (free with db_claimed_free) and the count
- * is returned; -1 on error.
+ * Claim at most n pending rows of role now due, of group g.  On success
+ * *out is a new array of the claimed rows (free with db_claimed_free)
+ * and the count is returned; -1 on error.
  */
 int db_claim(PGconn *, const char *role, const char *me, int n,
-    int64_t lease_ms, int max_attempts, struct claimed **out);
+    int64_t lease_ms, int max_attempts, const struct db_group *g,
+    struct claimed **out);
 void db_claimed_free(struct claimed *, int n);
 
 /*
@@ -94,6 +108,9 @@ int db_rescue_dead(PGconn *, const char *role);
 
 /* Rows whose lease expired: back to pending, or failed. */
 int db_rescue_expired(PGconn *);
+
+/* Fail pending rows past their queue deadline, at most limit of them. */
+int db_overload(PGconn *, int limit);
 
 /* Delete finished rows older than retention_ms, at most limit of them. */
 int db_purge(PGconn *, int64_t retention_ms, int limit);

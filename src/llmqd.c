@@ -28,6 +28,7 @@
 #include "log.h"
 #include "master.h"
 #include "proctitle.h"
+#include "shm.h"
 #include "util.h"
 
 #ifndef SYSCONFDIR
@@ -205,8 +206,9 @@ main(int argc, char **argv)
 	const char *path = SYSCONFDIR "/llmq.yaml";
 	struct cfg *cfg = NULL;
 	struct passwd pwbuf, *pw = NULL;
-	char err[1024], *pidpath, *abspath = NULL;
+	char err[1024], *pidpath, *abspath = NULL, *shmpath;
 	int ch, foreground = 0, test = 0, pidfd = -1, ready = -1, rc = 1, fd;
+	int shmok;
 
 	argv = proctitle_init(argc, argv);
 	log_init("llmqd", "stderr", LOG_INFO);
@@ -281,8 +283,19 @@ main(int argc, char **argv)
 		log_warn("could not open log \"%s\"", cfg->log);
 		goto out;
 	}
-	if (drop_privileges(pw, pidfd) == -1)
+	/* Before the drop: the run directory may be root's. */
+	shmpath = shm_path(cfg->pidfile);
+	if (pw != NULL && geteuid() == 0)
+		shmok = shm_create(shmpath, pw->pw_uid, pw->pw_gid);
+	else
+		shmok = shm_create(shmpath, (uid_t)-1, (gid_t)-1);
+	free(shmpath);
+	if (shmok == -1)
 		goto out;
+	if (drop_privileges(pw, pidfd) == -1) {
+		shm_destroy();
+		goto out;
+	}
 	if (!foreground && strcmp(cfg->log, "stderr") != 0 &&
 	    (fd = open("/dev/null", O_WRONLY)) != -1) {
 		dup2(fd, STDERR_FILENO);
@@ -298,6 +311,7 @@ main(int argc, char **argv)
 	pidpath = xstrdup(cfg->pidfile);
 	rc = master_run(cfg, path, pidfd);
 	cfg = NULL; /* master_run() owns and frees it */
+	shm_destroy();
 	/*
 	 * The directory may not be ours to write after the privilege drop;
 	 * an empty pidfile says "not running" just as well.

@@ -22,7 +22,17 @@
  *
  * Reload (SIGHUP) builds the new configuration whole; if that fails the
  * old one stays and the error is logged.  Otherwise a new generation of
- * children is started and the old one is told to stop gracefully.
+ * children is started and the old one is told to stop gracefully.  Both
+ * generations take their slots from the same shared table (shm.c), where
+ * scopes are kept by name, so limits stay exact across a reload.
+ *
+ * The master does touch the shared memory in two places, both short:
+ * it gives each child a record before fork(), and right after waitpid()
+ * it frees the record of a child that died, with every slot it held.
+ *
+ * At a stop the workers go first; the consumer is told to stop once they
+ * are gone, and its last act is to hand back the rows of any worker that
+ * had to be killed, so that no row stays processing after llmqd exits.
  */
 #include "config.h"
 
@@ -40,6 +50,7 @@
 #include "log.h"
 #include "master.h"
 #include "proctitle.h"
+#include "shm.h"
 #include "util.h"
 #include "worker.h"
 
@@ -55,7 +66,8 @@ struct child {
 	enum child_kind kind;
 	int role;      /* index into cfg->roles; -1 for the consumer */
 	char name[48]; /* the role's name, kept across reloads */
-	int slots;
+	int rec;            /* record in the shared memory, or -1 */
+	unsigned restarts;
 	int gen;            /* configuration generation */
 	int exiting;        /* asked to stop: do not restart */
 	int64_t started;    /* monotonic ms */
@@ -69,6 +81,7 @@ static volatile sig_atomic_t sig_chld, sig_term, sig_quit, sig_hup, sig_usr1;
 static int self_pipe[2] = { -1, -1 };
 
 static struct cfg *cfg;
+static struct shm_map map; /* cfg's scopes */
 static const char *cfg_path;
 static int pid_fd = -1;
 static int parent_pipe[2] = { -1, -1 };
@@ -79,6 +92,13 @@ static int stopping; /* 1 graceful, 2 fast */
 static int64_t stop_deadline;
 static int exit_status;
 static int reload_pending; /* SIGHUP seen, not yet acted on */
+
+/* Records of dead children not yet freed: the lock was busy. */
+static struct {
+	int rec;
+	pid_t pid;
+} gone[SHM_MAX_PROCS];
+static int ngone;
 
 static void
 master_handler(int sig)
@@ -171,6 +191,14 @@ spawn(struct child *ch)
 	pid_t pid;
 	int rc;
 
+	if ((ch->rec = shm_proc_reserve()) == -1) {
+		log_warnx("no free record in the shared memory for %s",
+		    child_name(ch));
+		ch->pid = 0;
+		ch->restart_at = mono_ms() + BACKOFF_MIN_MS;
+		return;
+	}
+
 	/*
 	 * Until the child has its own handlers, a signal would run ours
 	 * there and be lost: keep them blocked across fork(); the child
@@ -184,27 +212,33 @@ spawn(struct child *ch)
 	switch (pid) {
 	case -1:
 		log_warn("fork() failed");
+		shm_proc_gone(ch->rec, 0);
+		ch->rec = -1;
 		ch->pid = 0;
 		ch->restart_at = mono_ms() + BACKOFF_MIN_MS;
 		return;
 	case 0:
+		shm_self = ch->rec;
 		child_init();
 		if (ch->kind == CHILD_CONSUMER)
 			rc = consumer_main(cfg, parent_pipe[0]);
 		else
-			rc = worker_main(
-			    cfg, ch->role, ch->slots, parent_pipe[0]);
+			rc = worker_main(cfg, ch->role, &map, parent_pipe[0]);
 		cfg_free(cfg);
+		shm_map_free(&map);
 		free_children();
 		exit(rc);
 	}
+	shm_proc_start(ch->rec, pid,
+	    ch->kind == CHILD_CONSUMER ? PROC_CONSUMER : PROC_WORKER,
+	    child_name(ch), ch->gen, ch->restarts);
 	ch->pid = pid;
 	ch->started = mono_ms();
 	log_debug("started %s process %d", child_name(ch), (int)pid);
 }
 
 static struct child *
-add_child(enum child_kind kind, int role, int slots)
+add_child(enum child_kind kind, int role)
 {
 	struct child *ch;
 
@@ -215,7 +249,7 @@ add_child(enum child_kind kind, int role, int slots)
 	ch->role = role;
 	snprintf(ch->name, sizeof(ch->name), "%s",
 	    kind == CHILD_CONSUMER ? "consumer" : cfg->roles[role].name);
-	ch->slots = slots;
+	ch->rec = -1;
 	ch->gen = generation;
 	ch->deaths = xcalloc(cfg->crash_limit, sizeof(int64_t));
 	return ch;
@@ -233,40 +267,53 @@ remove_child(struct child *ch)
 }
 
 /*
- * One child per process of every role, the role's concurrency shared
- * among them, and the consumer.
+ * One child per process of every role, all taking slots from the role's
+ * scope, and the consumer.
  */
 static void
 spawn_generation(void)
 {
-	const struct cfg_role *r;
 	size_t i;
-	int p, slots;
+	int p;
 
-	for (i = 0; i < cfg->nroles; i++) {
-		r = &cfg->roles[i];
-		for (p = 0; p < r->processes; p++) {
-			slots = r->concurrency / r->processes +
-			    (p < r->concurrency % r->processes);
-			spawn(add_child(CHILD_WORKER, (int)i, slots));
-		}
-	}
-	spawn(add_child(CHILD_CONSUMER, -1, 0));
+	for (i = 0; i < cfg->nroles; i++)
+		for (p = 0; p < cfg->roles[i].processes; p++)
+			spawn(add_child(CHILD_WORKER, (int)i));
+	spawn(add_child(CHILD_CONSUMER, -1));
 }
 
+/* Signal the children of generation only_gen (-1: all) of kind (-1: all). */
 static void
-signal_children(int sig, int only_gen)
+signal_children(int sig, int only_gen, int kind)
 {
+	struct child *ch;
 	size_t i;
 
 	for (i = 0; i < nchildren; i++) {
-		if (children[i].pid <= 0)
+		ch = &children[i];
+		if (ch->pid <= 0)
 			continue;
-		if (only_gen >= 0 && children[i].gen != only_gen)
+		if (only_gen >= 0 && ch->gen != only_gen)
 			continue;
-		if (kill(children[i].pid, sig) == -1 && errno != ESRCH)
-			log_warn("kill(%d) failed", (int)children[i].pid);
+		if (kind >= 0 && ch->kind != (enum child_kind)kind)
+			continue;
+		if ((sig == SIGTERM || sig == SIGQUIT) && ch->rec != -1)
+			shm_proc_exiting(ch->rec);
+		if (kill(ch->pid, sig) == -1 && errno != ESRCH)
+			log_warn("kill(%d) failed", (int)ch->pid);
 	}
+}
+
+/* True while any worker is running or waiting to be restarted. */
+static int
+workers_left(void)
+{
+	size_t i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].kind == CHILD_WORKER)
+			return 1;
+	return 0;
 }
 
 static void
@@ -283,17 +330,47 @@ begin_stop(int how)
 			remove_child(&children[i]);
 		else
 			i++;
+	/* The consumer is stopped after the workers (see stop_consumer). */
 	if (how == 1) {
 		log_info("stopping gracefully (shutdown_timeout %llds)",
 		    (long long)(cfg->shutdown_timeout_ms / 1000));
-		signal_children(SIGTERM, -1);
+		signal_children(SIGTERM, -1, CHILD_WORKER);
 		stop_deadline =
 		    mono_ms() + cfg->shutdown_timeout_ms + KILL_GRACE_MS;
 	} else {
 		log_info("stopping at once");
-		signal_children(SIGQUIT, -1);
+		signal_children(SIGQUIT, -1, CHILD_WORKER);
 		stop_deadline = mono_ms() + KILL_GRACE_MS;
 	}
+}
+
+/*
+ * Once the workers are gone, tell the consumer, which hands back the rows
+ * of any worker that had to be killed, then exits.
+ */
+static void
+stop_consumer(void)
+{
+	static int done;
+
+	if (done || workers_left())
+		return;
+	done = 1;
+	signal_children(SIGTERM, -1, CHILD_CONSUMER);
+	stop_deadline = mono_ms() + KILL_GRACE_MS;
+}
+
+/* Free the shared memory records of dead children. */
+static void
+free_gone(void)
+{
+	int i;
+
+	for (i = 0; i < ngone;)
+		if (shm_proc_gone(gone[i].rec, gone[i].pid) == 0)
+			gone[i] = gone[--ngone];
+		else
+			i++;
 }
 
 /*
@@ -351,6 +428,13 @@ reap(void)
 				ch = &children[i];
 		if (ch == NULL)
 			continue;
+		/* Before anything else: its slots are free again. */
+		if (ch->rec != -1) {
+			gone[ngone].rec = ch->rec;
+			gone[ngone++].pid = pid;
+			ch->rec = -1;
+			free_gone();
+		}
 		describe_exit(how, sizeof(how), status);
 		now = mono_ms();
 		if (stopping || ch->exiting) {
@@ -390,6 +474,7 @@ reap(void)
 			    BACKOFF_MAX_MS :
 			    ch->backoff * 2;
 		ch->pid = 0;
+		ch->restarts++;
 		ch->restart_at = now + ch->backoff;
 		log_warnx("%s process %d %s; restarting in %llds",
 		    child_name(ch), (int)pid, how,
@@ -401,6 +486,7 @@ static void
 reload(void)
 {
 	struct cfg *ncfg;
+	struct shm_map nmap;
 	char err[1024];
 	size_t i;
 	int old;
@@ -410,6 +496,13 @@ reload(void)
 		log_warnx("reload failed, keeping the running configuration: "
 		          "%s",
 		    err);
+		return;
+	}
+	if (shm_configure(ncfg, &nmap, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		          "%s",
+		    err);
+		cfg_free(ncfg);
 		return;
 	}
 	if (strcmp(ncfg->log, cfg->log) != 0 &&
@@ -427,13 +520,15 @@ reload(void)
 		children[i].exiting = 1;
 		i++;
 	}
-	signal_children(SIGTERM, old);
+	signal_children(SIGTERM, old, -1);
 	/*
 	 * The death rings are sized by the old crash_limit; the old
 	 * children never use theirs again, so the swap is safe.
 	 */
 	cfg_free(cfg);
 	cfg = ncfg;
+	shm_map_free(&map);
+	map = nmap;
 	spawn_generation();
 	log_info("configuration reloaded; generation %d started", generation);
 }
@@ -461,6 +556,8 @@ next_timeout(void)
 			t = children[i].restart_at - now;
 	if (stopping && stop_deadline - now < t)
 		t = stop_deadline - now;
+	if (ngone > 0 && t > 10)
+		t = 10;
 	return t < 0 ? 0 : (int)t;
 }
 
@@ -468,7 +565,7 @@ int
 master_run(struct cfg *c, const char *path, int pidfd)
 {
 	struct pollfd pfd;
-	char buf[64];
+	char buf[256];
 	size_t i;
 	int64_t now;
 
@@ -482,6 +579,11 @@ master_run(struct cfg *c, const char *path, int pidfd)
 		fatal("pipe() failed");
 	fd_cloexec(parent_pipe[0]);
 	fd_cloexec(parent_pipe[1]);
+	if (shm_configure(cfg, &map, buf, sizeof(buf)) == -1) {
+		log_warnx("%s", buf);
+		cfg_free(cfg);
+		return 1;
+	}
 	log_info("llmqd %s starting: %zu role%s", PACKAGE_VERSION, cfg->nroles,
 	    cfg->nroles == 1 ? "" : "s");
 	spawn_generation();
@@ -520,15 +622,21 @@ master_run(struct cfg *c, const char *path, int pidfd)
 			sig_usr1 = 0;
 			if (log_reopen() == -1)
 				log_warn("could not reopen the log");
-			signal_children(SIGUSR1, -1);
+			signal_children(SIGUSR1, -1, -1);
 		}
+		if (ngone > 0)
+			free_gone();
+		if (stopping)
+			stop_consumer();
 		if (stopping && nchildren == 0)
 			break;
 		now = mono_ms();
 		if (stopping && now >= stop_deadline) {
 			log_warnx("children still running after the deadline; "
 			          "killing them");
-			signal_children(SIGKILL, -1);
+			/* The consumer last: it hands back the workers' rows. */
+			signal_children(SIGKILL, -1,
+			    workers_left() ? CHILD_WORKER : -1);
 			stop_deadline = now + KILL_GRACE_MS;
 		}
 		if (!stopping)
@@ -548,6 +656,7 @@ master_run(struct cfg *c, const char *path, int pidfd)
 	close(parent_pipe[0]);
 	close(parent_pipe[1]);
 	free_children();
+	shm_map_free(&map);
 	cfg_free(cfg);
 	return exit_status;
 }

@@ -162,6 +162,7 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 		return NULL;
 
 	c = xcalloc(1, sizeof(*c));
+	c->group = -1;
 	c->id = id;
 	c->attempt = attempt;
 	c->model = model;
@@ -415,6 +416,7 @@ provider_call_failed(
 	struct call *c;
 
 	c = xcalloc(1, sizeof(*c));
+	c->group = -1;
 	c->id = id;
 	c->attempt = attempt;
 	c->model = -1;

@@ -19,6 +19,7 @@
 
 struct call {
 	struct call *next;      /* the owner's list */
+	int group;              /* the owner's: slots held, or -1 */
 	int64_t id;             /* request id */
 	int attempt;            /* the row's attempt number */
 	int model;              /* index into cfg->models */

@@ -8,12 +8,17 @@
  *
  *   1. drives the transfers and collects every call that ended;
  *   2. writes all their results in one fenced UPDATE (db_finish);
- *   3. if woken by NOTIFY or the poll timer, and slots are free, claims
- *      at most that many due rows (and at most batch_size) and starts
- *      their calls.
+ *   3. if woken by NOTIFY, by the poll timer or by another process that
+ *      gave back a slot, takes free slots in shared memory (shm.c) and
+ *      claims at most that many due rows (and at most batch_size), then
+ *      gives back the slots it could not fill, and starts the calls.
  *
- * A worker never holds more calls than its slots, so requests wait in
- * the database, not here.  Results that could not be written (the
+ * A role may send its rows to several models (by complexity), each with
+ * its own limits; the worker claims for each model separately, with a
+ * filter that takes exactly the rows routed to it, so that a full model
+ * holds back only its own rows.  Every call holds one slot in each scope
+ * that applies (global, role, model, provider) from before its claim
+ * until its transfer ends; requests wait in the database, not here.  Results that could not be written (the
  * database went away) stay in memory and are written after reconnecting;
  * the fence makes a late write harmless.  On SIGTERM the worker stops
  * claiming and lets its calls finish for shutdown_timeout, then hands
@@ -37,12 +42,13 @@
 #include "log.h"
 #include "proctitle.h"
 #include "provider.h"
+#include "shm.h"
 #include "util.h"
 #include "worker.h"
 
 #define FLUSH_RETRY_MS 500 /* after a lock or statement timeout */
 
-volatile sig_atomic_t child_term, child_quit, child_usr1;
+volatile sig_atomic_t child_term, child_quit, child_usr1, child_usr2;
 static int wake_pipe[2] = { -1, -1 };
 
 static void
@@ -59,6 +65,9 @@ child_handler(int sig)
 		break;
 	case SIGUSR1:
 		child_usr1 = 1;
+		break;
+	case SIGUSR2:
+		child_usr2 = 1;
 		break;
 	}
 	if (write(wake_pipe[1], "", 1) == -1)
@@ -87,6 +96,7 @@ child_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGQUIT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL); /* a slot was given back (shm.c) */
 	/* The master coordinates these; a terminal's ^C reaches it too. */
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGINT, &sa, NULL);
@@ -115,10 +125,20 @@ drain(int fd)
 		;
 }
 
+/* The rows of the role that go to one model, and the slots they need. */
+struct group {
+	int model; /* index into cfg->models */
+	struct shm_need need;
+	struct db_group db;
+};
+
 struct worker {
 	const struct cfg *cfg;
 	const struct cfg_role *role;
-	int slots;    /* most calls at once */
+	int cap;      /* most calls at once: the role's concurrency */
+	struct group *groups;
+	int ngroups;
+	int next_group; /* the first to claim for, in turn */
 	char me[300]; /* "host:pid", our mark on rows */
 	int parent_fd;
 
@@ -177,7 +197,8 @@ pg_up(struct worker *w)
 		return -1;
 	}
 	if (db_listen(w->pg, w->role->name) == -1 ||
-	    db_register_role(w->pg, w->role->name) == -1 ||
+	    db_register_role(w->pg, w->role->name,
+	        w->role->max_queue_wait_ms) == -1 ||
 	    db_rescue_dead(w->pg, w->role->name) == -1 ||
 	    db_handback_orphans(w->pg, w->me, w->running, w->done) == -1) {
 		PQfinish(w->pg);
@@ -248,7 +269,7 @@ fail_now(struct worker *w, const struct claimed *r, const char *kind,
  * row.
  */
 static void
-start_call(struct worker *w, const struct claimed *r)
+start_call(struct worker *w, const struct claimed *r, int g)
 {
 	const char *why = NULL;
 	char err[256], *msg;
@@ -262,6 +283,7 @@ start_call(struct worker *w, const struct claimed *r)
 		    "%s: \"%s\"", why, r->model != NULL ? r->model : "");
 		fail_now(w, r, "bad_request", msg);
 		free(msg);
+		shm_release(&w->groups[g].need, 1);
 		return;
 	}
 	timeout = r->timeout_ms > 0 ?
@@ -273,6 +295,7 @@ start_call(struct worker *w, const struct claimed *r)
 	    r->options, timeout, err, sizeof(err));
 	if (c == NULL) {
 		fail_now(w, r, "bad_request", err);
+		shm_release(&w->groups[g].need, 1);
 		return;
 	}
 	if ((mc = curl_multi_add_handle(w->multi, c->easy)) != CURLM_OK) {
@@ -281,8 +304,10 @@ start_call(struct worker *w, const struct claimed *r)
 		c->next = w->done;
 		w->done = c;
 		w->ndone++;
+		shm_release(&w->groups[g].need, 1);
 		return;
 	}
+	c->group = g;
 	c->next = w->running;
 	w->running = c;
 	w->inflight++;
@@ -290,31 +315,63 @@ start_call(struct worker *w, const struct claimed *r)
 	    (long long)r->id, r->attempt, c->model_name, c->prov->name);
 }
 
+/*
+ * For each model of the role in turn: take as many slots as can be used
+ * now, claim at most that many rows, give back the rest.  A model whose
+ * slots are all taken costs no round trip to the database.
+ */
 static void
 claim(struct worker *w)
 {
 	struct claimed *rows;
-	int free_slots, n, i;
+	struct group *g;
+	int i, j, want, got, n, short_any = 0, full = 0;
 
-	free_slots = w->slots - w->inflight;
-	n = free_slots < w->cfg->batch_size ? free_slots : w->cfg->batch_size;
-	if (n <= 0)
-		return;
 	w->next_poll = mono_ms() + w->cfg->poll_interval_ms;
-	if ((n = db_claim(w->pg, w->role->name, w->me, n, w->cfg->lease_ms,
-	         w->role->max_attempts, &rows)) == -1) {
-		if (db_lost(w->pg))
-			pg_drop(w);
-		return;
+	w->want_claim = 0;
+	for (j = 0; j < w->ngroups && w->pg != NULL; j++) {
+		g = &w->groups[(w->next_group + j) % w->ngroups];
+		want = w->cap - w->inflight;
+		if (want > w->cfg->batch_size)
+			want = w->cfg->batch_size;
+		if (want <= 0)
+			break; /* our own calls end: collect() wakes us */
+		if ((got = shm_acquire(&g->need, want)) == 0) {
+			short_any = 1;
+			continue;
+		}
+		n = db_claim(w->pg, w->role->name, w->me, got,
+		    w->cfg->lease_ms, w->role->max_attempts, &g->db, &rows);
+		if (n == -1) {
+			shm_release(&g->need, got);
+			if (db_lost(w->pg))
+				pg_drop(w);
+			return;
+		}
+		shm_release(&g->need, got - n);
+		/*
+		 * Every slot filled: more rows may be due.  Fewer than asked
+		 * for because slots ran short: more may be waiting too.
+		 */
+		if (n == got) {
+			if (got < want)
+				short_any = 1;
+			else
+				full = 1;
+		}
+		for (i = 0; i < n; i++)
+			start_call(w, &rows[i], g - w->groups);
+		db_claimed_free(rows, n);
 	}
-	/* A full batch: more may be due; look again when slots free up. */
-	w->want_claim = n > 0 &&
-	    n ==
-	        (free_slots < w->cfg->batch_size ? free_slots :
-	                                           w->cfg->batch_size);
-	for (i = 0; i < n; i++)
-		start_call(w, &rows[i]);
-	db_claimed_free(rows, n);
+	w->next_group = (w->next_group + 1) % w->ngroups;
+	/* A full batch: look again as soon as a slot is free here. */
+	w->want_claim = full;
+	/*
+	 * Nothing was left waiting for a slot: no need to be woken when
+	 * another process gives one back.
+	 */
+	if (!short_any)
+		shm_unwant();
 }
 
 /* Move every transfer that ended to the done list. */
@@ -339,6 +396,11 @@ collect(struct worker *w)
 				break;
 			}
 		w->inflight--;
+		if (c->group != -1) {
+			shm_release(&w->groups[c->group].need, 1);
+			c->group = -1;
+			w->want_claim = 1;
+		}
 		if (!c->ok) {
 			char *m = str_escape(
 			    c->error_message, strlen(c->error_message), 200);
@@ -452,6 +514,10 @@ abort_all(struct worker *w)
 	for (c = w->running; c != NULL; c = next) {
 		next = c->next;
 		curl_multi_remove_handle(w->multi, c->easy);
+		if (c->group != -1) {
+			shm_release(&w->groups[c->group].need, 1);
+			c->group = -1;
+		}
 		c->next = w->aborted;
 		w->aborted = c;
 	}
@@ -482,7 +548,7 @@ next_timeout(struct worker *w, int64_t now)
 
 	if (w->pg == NULL)
 		t = w->pg_retry_at - now;
-	else if (!w->stopping && w->inflight < w->slots)
+	else if (!w->stopping && w->inflight < w->cap)
 		t = w->want_claim ? 0 : w->next_poll - now;
 	if (w->inflight > 0 && w->next_renew - now < t)
 		t = w->next_renew - now;
@@ -496,8 +562,115 @@ next_timeout(struct worker *w, int64_t now)
 	return t < 0 ? 0 : (int)t;
 }
 
+/* "{"a","b"}": a PostgreSQL array literal of strings. */
+static char *
+pg_array(const char *const *elems, int n)
+{
+	size_t len = 3, i;
+	const char *e;
+	char *buf, *p;
+	int k;
+
+	for (k = 0; k < n; k++)
+		len += 2 * strlen(elems[k]) + 3;
+	buf = p = xmalloc(len);
+	*p++ = '{';
+	for (k = 0; k < n; k++) {
+		if (k > 0)
+			*p++ = ',';
+		*p++ = '"';
+		for (e = elems[k], i = 0; e[i] != '\0'; i++) {
+			if (e[i] == '"' || e[i] == '\\')
+				*p++ = '\\';
+			*p++ = e[i];
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = '\0';
+	return buf;
+}
+
+/*
+ * One group per model the role sends rows to.  With a model per
+ * complexity, the default model (medium, else the first one set: see
+ * route()) takes every row the other groups do not, so that a row
+ * naming a model the role does not serve is still claimed, and failed.
+ */
+static void
+make_groups(struct worker *w, const struct shm_map *map)
+{
+	const struct cfg_role *ro = w->role;
+	const struct cfg *cfg = w->cfg;
+	const char *models[CX_COUNT], *cxs[CX_COUNT], *gcx[CX_COUNT];
+	int def, cx, i, nm = 0, ncx = 0, ng, m;
+	struct group *g;
+
+	if (ro->model != -1)
+		def = ro->model;
+	else if (ro->by_complexity[CX_MEDIUM] != -1)
+		def = ro->by_complexity[CX_MEDIUM];
+	else
+		for (def = -1, cx = 0; def == -1 && cx < CX_COUNT; cx++)
+			def = ro->by_complexity[cx];
+
+	w->groups = xcalloc(CX_COUNT + 1, sizeof(*w->groups));
+	/* The others first, then the default with their complement. */
+	for (cx = 0; ro->model == -1 && cx < CX_COUNT; cx++) {
+		m = ro->by_complexity[cx];
+		if (m == -1 || m == def)
+			continue;
+		for (i = 0; i < w->ngroups; i++)
+			if (w->groups[i].model == m)
+				break;
+		if (i < w->ngroups)
+			continue; /* done with its first complexity */
+		g = &w->groups[w->ngroups++];
+		g->model = m;
+		for (ng = 0, i = cx; i < CX_COUNT; i++)
+			if (ro->by_complexity[i] == m)
+				gcx[ng++] = cfg_complexity_name((enum complexity)i);
+		models[nm++] = cfg->models[m].name;
+		memcpy(cxs + ncx, gcx, ng * sizeof(*gcx));
+		ncx += ng;
+		g->db.models = pg_array(models + nm - 1, 1);
+		g->db.cx = pg_array(gcx, ng);
+	}
+	g = &w->groups[w->ngroups++];
+	g->model = def;
+	g->db.models = pg_array(models, nm);
+	g->db.cx = pg_array(cxs, ncx);
+	g->db.negate = 1;
+
+	for (i = 0; i < w->ngroups; i++) {
+		g = &w->groups[i];
+		m = g->model;
+		g->db.model = cfg->models[m].name;
+		g->db.cap = cfg->models[m].cluster_concurrency;
+		g->need.n = 0;
+		g->need.idx[g->need.n++] = map->global;
+		g->need.idx[g->need.n++] = map->roles[ro - cfg->roles];
+		g->need.idx[g->need.n++] = map->models[m];
+		g->need.idx[g->need.n++] =
+		    map->providers[cfg->models[m].provider];
+	}
+}
+
+static void
+free_groups(struct worker *w)
+{
+	int i;
+
+	for (i = 0; i < w->ngroups; i++) {
+		free(w->groups[i].db.models);
+		free(w->groups[i].db.cx);
+	}
+	free(w->groups);
+}
+
 int
-worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
+worker_main(const struct cfg *cfg, int role, const struct shm_map *map,
+    int parent_fd)
 {
 	struct worker w;
 	struct curl_waitfd fds[3];
@@ -507,7 +680,8 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 	memset(&w, 0, sizeof(w));
 	w.cfg = cfg;
 	w.role = &cfg->roles[role];
-	w.slots = slots;
+	w.cap = w.role->concurrency;
+	make_groups(&w, map);
 	w.parent_fd = parent_fd;
 	snprintf(w.me, sizeof(w.me), "%s:%d", host_name(), (int)getpid());
 	log_set_role(w.role->name);
@@ -517,8 +691,10 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 		fatalx("curl_global_init() failed");
 	if ((w.multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init() failed");
-	curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)slots * 2);
-	log_info("worker started: %d slot%s", slots, slots == 1 ? "" : "s");
+	curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cap * 2);
+	log_info("worker started: at most %d call%s at once, %d model%s",
+	    w.cap, w.cap == 1 ? "" : "s", w.ngroups,
+	    w.ngroups == 1 ? "" : "s");
 
 	for (;;) {
 		now = mono_ms();
@@ -540,6 +716,12 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 			if (log_reopen() == -1)
 				log_warn("could not reopen the log");
 		}
+		if (child_usr2) {
+			child_usr2 = 0;
+			w.want_claim = 1;
+		}
+		if (w.stopping)
+			shm_unwant();
 		if (w.stopping == 1 && now >= w.stop_deadline &&
 		    w.inflight > 0) {
 			log_warnx("shutdown_timeout reached: handing back %d "
@@ -558,7 +740,7 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 		if (w.pg != NULL) {
 			flush(&w);
 			if (w.pg != NULL && !w.stopping &&
-			    w.inflight < w.slots &&
+			    w.inflight < w.cap &&
 			    (w.want_claim || now >= w.next_poll))
 				claim(&w);
 		}
@@ -618,6 +800,7 @@ worker_main(const struct cfg *cfg, int role, int slots, int parent_fd)
 	free_list(w.done);
 	curl_multi_cleanup(w.multi);
 	curl_global_cleanup();
+	free_groups(&w);
 	log_info("worker exiting");
 	return 0;
 }

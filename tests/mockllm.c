@@ -9,8 +9,13 @@
  * by default, at run time through POST /_mock/config, or per request by
  * "mock:key=value" directives in the last message.  GET /_mock/stats
  * reports counters, among them the most chat requests held at once, which
- * is what concurrency tests look at.  With -L it logs the moment each chat
- * request was complete, which benchmarks use to measure pick-up latency.
+ * is what concurrency tests look at, both overall and per model (in
+ * "models", by the "model" string of the request body; "" if there is
+ * none or the body does not parse).  The first MAX_MODELS names of at
+ * most MODEL_NAME bytes are counted apart, any others under "(other)";
+ * POST /_mock/reset starts them over.  With -L it logs the moment each
+ * chat request was complete, which benchmarks use to measure pick-up
+ * latency.
  *
  * It must not be the bottleneck of a benchmark, so it is one thread
  * around one level-triggered epoll loop, with non-blocking sockets and
@@ -29,7 +34,9 @@
  *   bytes, and nothing may be appended behind it until it is all out.
  * - "inflight" counts chat requests parsed whose response is not yet
  *   queued; every path that drops such a request (peer gone, reset mode)
- *   decrements it, so it returns to zero when the server is idle.
+ *   decrements it, so it returns to zero when the server is idle.  The
+ *   same paths decrement the "inflight" of the request's model, which
+ *   the request holds (rep.ms) while it is counted.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -76,6 +83,9 @@
 #define JSON_DEPTH 64
 #define MAX_MS (3600 * 1000) /* an hour; larger delays are typos */
 #define ACCEPT_PAUSE_US (100 * 1000)
+#define MAX_MODELS 64  /* model names counted apart */
+#define MODEL_NAME 128 /* bytes; longer names count under OTHER */
+#define OTHER "(other)"
 
 enum api { API_OLLAMA, API_OPENAI };
 
@@ -118,6 +128,15 @@ struct text {
 	size_t xfill;
 };
 
+/* Counters of the chat requests that name one model. */
+struct mstat {
+	char name[MODEL_NAME];
+	size_t namelen;
+	uint64_t requests;
+	long inflight;
+	long max_inflight;
+};
+
 struct config {
 	int delay_ms;
 	int jitter_ms;
@@ -138,6 +157,7 @@ struct reply {
 	uint64_t seq;
 	int64_t t0; /* monotonic us when parsed */
 	size_t prompt_bytes;
+	struct mstat *ms; /* while counted in flight */
 	char *model;
 	size_t modellen;
 	char *text; /* "echo: " and the last content */
@@ -207,6 +227,9 @@ struct server {
 	long max_inflight;
 	long connections;
 	uint64_t by_status[600];
+	/* OTHER may take the one slot beyond MAX_MODELS. */
+	struct mstat models[MAX_MODELS + 1];
+	int nmodels;
 	struct conn *conns;
 	struct conn **heap;
 	size_t nheap;
@@ -1253,6 +1276,8 @@ reply_send(struct server *srv, struct conn *c)
 	size_t half;
 
 	srv->inflight--;
+	rp->ms->inflight--;
+	rp->ms = NULL;
 	if (rp->mode == MODE_RESET) {
 		c->kill = c->linger0 = 1;
 		goto done;
@@ -1428,11 +1453,51 @@ heap_remove(struct server *srv, struct conn *c)
 	}
 }
 
+/*
+ * The counters of the model named name: found, or made, or those of
+ * OTHER when the name is too long or the table is full.  No name but
+ * OTHER takes the last slot, so OTHER always finds room.
+ */
+static struct mstat *
+model_stat(struct server *srv, const char *name, size_t len)
+{
+	struct mstat *ms;
+	int i;
+
+	if (len == 0)
+		name = ""; /* may be NULL */
+	else if (len > MODEL_NAME) {
+		name = OTHER;
+		len = strlen(OTHER);
+	}
+	for (i = 0; i < srv->nmodels; i++) {
+		ms = &srv->models[i];
+		if (ms->namelen == len && memcmp(ms->name, name, len) == 0)
+			return ms;
+	}
+	if (srv->nmodels >= MAX_MODELS && !keyis(name, len, OTHER))
+		return model_stat(srv, OTHER, strlen(OTHER));
+	ms = &srv->models[srv->nmodels++];
+	memcpy(ms->name, name, len);
+	ms->namelen = len;
+	return ms;
+}
+
+/* Count a chat request of model ms in flight. */
+static void
+model_start(struct mstat *ms)
+{
+	ms->requests++;
+	if (++ms->inflight > ms->max_inflight)
+		ms->max_inflight = ms->inflight;
+}
+
 static void
 handle_chat(
     struct server *srv, struct conn *c, const struct req *rq, enum api api)
 {
 	struct reply *rp = &c->rep;
+	struct mstat *ms;
 	struct chat ch;
 	int64_t when = wall_us();
 	int delay = -1;
@@ -1444,6 +1509,10 @@ handle_chat(
 	ch.content = &srv->content;
 	if (chat_parse(rq->body, rq->bodylen, &ch) == -1) {
 		log_request(srv, when, rq, "", 0);
+		/* Counted and dropped at once, under no model. */
+		ms = model_stat(srv, "", 0);
+		model_start(ms);
+		ms->inflight--;
 		srv->inflight--;
 		srv->by_status[400]++;
 		body_reset(&srv->body);
@@ -1453,6 +1522,8 @@ handle_chat(
 		return;
 	}
 	log_request(srv, when, rq, ch.content->p, ch.content->len);
+	rp->ms = model_stat(srv, ch.model->p, ch.has_model ? ch.model->len : 0);
+	model_start(rp->ms);
 
 	rp->api = api;
 	rp->mode = srv->cfg.mode;
@@ -1499,11 +1570,24 @@ static void
 handle_stats(struct server *srv, struct conn *c, const struct req *rq)
 {
 	struct buf *b = &srv->misc;
+	struct mstat *ms;
 	int i, first = 1;
 
 	b->len = 0;
+	/* Before the totals: tests take a field's last match on the line. */
+	buf_puts(b, "{\"models\":{");
+	for (i = 0; i < srv->nmodels; i++) {
+		ms = &srv->models[i];
+		buf_puts(b, i ? ",\"" : "\"");
+		json_escape(b, ms->name, ms->namelen);
+		buf_printf(b,
+		    "\":{\"requests\":%llu,\"inflight\":%ld,"
+		    "\"max_inflight\":%ld}",
+		    (unsigned long long)ms->requests, ms->inflight,
+		    ms->max_inflight);
+	}
 	buf_printf(b,
-	    "{\"requests\":%llu,\"inflight\":%ld,"
+	    "},\"requests\":%llu,\"inflight\":%ld,"
 	    "\"max_inflight\":%ld,\"by_status\":{",
 	    (unsigned long long)srv->requests, srv->inflight,
 	    srv->max_inflight);
@@ -1522,8 +1606,14 @@ handle_stats(struct server *srv, struct conn *c, const struct req *rq)
 static void
 handle_reset(struct server *srv, struct conn *c, const struct req *rq)
 {
+	int i;
+
 	srv->requests = 0;
 	srv->max_inflight = srv->inflight;
+	for (i = 0; i < srv->nmodels; i++) {
+		srv->models[i].requests = 0;
+		srv->models[i].max_inflight = srv->models[i].inflight;
+	}
 	memset(srv->by_status, 0, sizeof(srv->by_status));
 	reply_simple(c, 200, "{\"ok\":true}", rq->keepalive, rq->http10);
 }
@@ -1935,6 +2025,7 @@ conn_free(struct server *srv, struct conn *c)
 	if (c->waiting != WAIT_NONE) {
 		/* A request dropped unanswered is in flight no more. */
 		srv->inflight--;
+		c->rep.ms->inflight--;
 		if (c->waiting == WAIT_TIMER)
 			heap_remove(srv, c);
 	}
