@@ -977,8 +977,7 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 		return -1;
 	path_pop(ld, old);
 	if (opt_dur(ld, keys, "timeout", 0, DUR_MAX, &r->timeout_ms) == -1 ||
-	    opt_int(ld, keys, "max_attempts", 1, 100, &r->max_attempts) ==
-	        -1 ||
+	    opt_int(ld, keys, "max_attempts", 1, 100, &r->max_attempts) == -1 ||
 	    opt_dur(ld, keys, "max_queue_wait", 1, MAX_QUEUE_WAIT,
 	        &r->max_queue_wait_ms) == -1)
 		return -1;

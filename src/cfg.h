@@ -29,10 +29,10 @@ struct cfg_provider {
 };
 
 struct cfg_model {
-	char *name;      /* as sent to the provider */
-	int provider;    /* index into cfg.providers */
-	int fallback;    /* index into cfg.models, or -1 */
-	int concurrency; /* 0: no limit of its own */
+	char *name;              /* as sent to the provider */
+	int provider;            /* index into cfg.providers */
+	int fallback;            /* index into cfg.models, or -1 */
+	int concurrency;         /* 0: no limit of its own */
 	int cluster_concurrency; /* all hosts together; 0: none */
 };
 

@@ -21,6 +21,7 @@
 
 /* Exit statuses besides 0, 1 and EX_USAGE. */
 #define EXIT_TIMEOUT 2
+#define EXIT_NOT_RUNNING 3 /* status: llmqd is not running */
 
 struct cfg;
 struct ctl_command;
@@ -39,6 +40,7 @@ int ctl_submit(struct ctl *, int, char **);
 int ctl_wait(struct ctl *, int, char **);
 int ctl_show(struct ctl *, int, char **);
 int ctl_list(struct ctl *, int, char **);
+int ctl_status(struct ctl *, int, char **);
 
 void ctl_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void ctl_err(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -57,6 +59,11 @@ void ctl_getopt_init(const struct ctl *, char **);
 int ctl_parse_id(const char *, int64_t *);
 int ctl_parse_int(const char *, long, long, long *);
 
+/*
+ * Load ctl->cfg: the -c file, or else the default one if it can be read;
+ * -1 (reported) when the -c file does not load.  ctl->cfg may stay NULL.
+ */
+int ctl_load_config(struct ctl *);
 int ctl_connect(struct ctl *, int);
 int ctl_exec(PGconn *, const char *, const char *);
 void ctl_rollback(PGconn *);

@@ -275,8 +275,8 @@ db_register_role(PGconn *conn, const char *role, int64_t max_queue_wait_ms)
 	const char *v[] = { role, NULL };
 
 	if (max_queue_wait_ms > 0) {
-		snprintf(wbuf, sizeof(wbuf), "%lld",
-		    (long long)max_queue_wait_ms);
+		snprintf(
+		    wbuf, sizeof(wbuf), "%lld", (long long)max_queue_wait_ms);
 		v[1] = wbuf;
 	}
 	return run_cmd(conn, "register", 2, v) < 0 ? -1 : 0;

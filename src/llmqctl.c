@@ -3,17 +3,19 @@
  * dispatch and the connection.
  *
  * Applies the schema migrations compiled into the binary, submits
- * requests, waits for them and shows them, talking to PostgreSQL only;
- * it never touches llmqd's shared memory or its processes.  Every
- * statement is parameterised and names its schema.  The commands live
- * in ctl_migrate.c, ctl_request.c and ctl_wait.c; this file owns the
- * command table, the helpers they share (ctl.h) and the struct ctl they
- * run with.  A command parses and checks all its arguments before it
- * connects, so that a usage error (exit 64) never costs a connection;
- * it returns its exit status to main(), which alone frees the
- * connection and the configuration, so that the tool runs clean under
- * ASan.  Messages go to stderr as "llmqctl: message"; stdout carries
- * only results (ids, responses, rows), so that scripts can use it.
+ * requests, waits for them and shows them, talking to PostgreSQL; only
+ * "status" looks at llmqd itself, and it maps llmqd's shared memory
+ * read-only and never signals its processes.  Every statement is
+ * parameterised and names its schema.  The commands live in
+ * ctl_migrate.c, ctl_request.c, ctl_wait.c and ctl_status.c; this file
+ * owns the command table, the helpers they share (ctl.h) and the struct
+ * ctl they run with.  A command parses and checks all its arguments
+ * before it connects, so that a usage error (exit 64) never costs a
+ * connection; it returns its exit status to main(), which alone frees
+ * the connection and the configuration, so that the tool runs clean
+ * under ASan.  Messages go to stderr as "llmqctl: message"; stdout
+ * carries only results (ids, responses, rows), so that scripts can use
+ * it.
  */
 #include "config.h"
 
@@ -62,6 +64,8 @@ static const struct ctl_command commands[] = {
 	{ "show", ctl_show, "[--json] ID", "show one request" },
 	{ "list", ctl_list, "[-s STATUS] [-r ROLE] [-l N] [--json]",
 	    "list the newest requests" },
+	{ "status", ctl_status, "[--json]",
+	    "show whether llmqd runs, its slots, children and queues" },
 };
 
 /* "llmqctl: message" on stderr. */
@@ -171,7 +175,7 @@ help_main(void)
 
 	usage_main(stdout);
 	printf("\nControl llmq: apply its schema, submit requests, wait for "
-	       "them and show them.\n\n"
+	       "them and show them,\nand show how llmqd is doing.\n\n"
 	       "Options:\n"
 	       "  -c, --config FILE      configuration to read the database "
 	       "and roles from\n"
@@ -191,7 +195,8 @@ help_main(void)
 	       "variables.  \"llmqctl COMMAND -h\" shows\nthe options of one "
 	       "command.\n"
 	       "\nExit status: 0 success, 1 error or request failed or "
-	       "cancelled, 2 timed out\nwaiting, 64 usage error.\n");
+	       "cancelled, 2 timed out\nwaiting, 3 llmqd is not running "
+	       "(status), 64 usage error.\n");
 }
 
 void
@@ -284,7 +289,7 @@ ctl_parse_int(const char *s, long min, long max, long *out)
  * does not load with a warning: the environment then names the
  * database.  Returns 0, or -1 when an explicit -c file failed.
  */
-static int
+int
 ctl_load_config(struct ctl *ctl)
 {
 	char err[1024];

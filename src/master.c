@@ -66,7 +66,7 @@ struct child {
 	enum child_kind kind;
 	int role;      /* index into cfg->roles; -1 for the consumer */
 	char name[48]; /* the role's name, kept across reloads */
-	int rec;            /* record in the shared memory, or -1 */
+	int rec;       /* record in the shared memory, or -1 */
 	unsigned restarts;
 	int gen;            /* configuration generation */
 	int exiting;        /* asked to stop: do not restart */
@@ -498,7 +498,8 @@ reload(void)
 		    err);
 		return;
 	}
-	if (shm_configure(ncfg, &nmap, err, sizeof(err)) == -1) {
+	if (shm_configure(ncfg, generation + 1, &nmap, err, sizeof(err)) ==
+	    -1) {
 		log_warnx("reload failed, keeping the running configuration: "
 		          "%s",
 		    err);
@@ -579,7 +580,7 @@ master_run(struct cfg *c, const char *path, int pidfd)
 		fatal("pipe() failed");
 	fd_cloexec(parent_pipe[0]);
 	fd_cloexec(parent_pipe[1]);
-	if (shm_configure(cfg, &map, buf, sizeof(buf)) == -1) {
+	if (shm_configure(cfg, generation, &map, buf, sizeof(buf)) == -1) {
 		log_warnx("%s", buf);
 		cfg_free(cfg);
 		return 1;
@@ -634,9 +635,10 @@ master_run(struct cfg *c, const char *path, int pidfd)
 		if (stopping && now >= stop_deadline) {
 			log_warnx("children still running after the deadline; "
 			          "killing them");
-			/* The consumer last: it hands back the workers' rows. */
-			signal_children(SIGKILL, -1,
-			    workers_left() ? CHILD_WORKER : -1);
+			/* The consumer last: it hands back the workers' rows.
+			 */
+			signal_children(
+			    SIGKILL, -1, workers_left() ? CHILD_WORKER : -1);
 			stop_deadline = now + KILL_GRACE_MS;
 		}
 		if (!stopping)

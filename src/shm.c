@@ -27,11 +27,23 @@
  *
  * Slots of one call are taken in every scope that applies (global, role,
  * model, provider) in one critical section, all or nothing, so there is
- * no partial hold and no lock ordering to get wrong.  A child that found a
- * scope full marks itself as waiting; whoever gives a slot back sends the
- * waiters SIGUSR2 (under the lock, so the pid read from a record is a live
- * child or an unreaped zombie, never a stranger), and they claim again at
- * once rather than at their next poll.
+ * no partial hold and no lock ordering to get wrong.
+ *
+ * Waiting is first come, first served, slot by slot, as if each row
+ * waited at a fair semaphore.  A child with rows to run that found a
+ * scope full takes a ticket for each slot it is short of (a range of
+ * consecutive numbers) and marks the scopes it waits on; a slot of such
+ * a scope is free for another child only once every slot queued before
+ * that child's own first ticket has been served.  Like a row that takes
+ * its role's semaphore before the global one, a child queues only on the
+ * narrowest scope that is full (need lists them narrowest first): rows
+ * held back by their own role do not stand in line for the global limit.  So a
+ * role that shares a global limit with a busier one gets its turn in proportion
+ * to what it waits for, instead of losing every race for a freed slot to
+ * whichever process loops first.  Whoever gives a slot back sends the
+ * waiters SIGUSR2 (under the lock, so the pid read from a record is a
+ * live child or an unreaped zombie, never a stranger), and they claim
+ * again at once rather than at their next poll.
  */
 #include "config.h"
 
@@ -72,8 +84,8 @@ lock_try(uint32_t me)
 {
 	uint32_t free_word = 0;
 
-	return __atomic_compare_exchange_n(&R->lock, &free_word, me, 0,
-	    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+	return __atomic_compare_exchange_n(
+	    &R->lock, &free_word, me, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
 static void
@@ -138,8 +150,8 @@ shm_create(const char *path, uid_t uid, gid_t gid)
 		return -1;
 	}
 	/* Mapped by every child and read by llmqctl: not through a link. */
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0644);
+	fd =
+	    open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd == -1) {
 		log_warn("could not create \"%s\"", tmp);
 		free(tmp);
@@ -223,9 +235,9 @@ wake_waiters(void)
 
 	for (i = 0; i < SHM_MAX_PROCS; i++) {
 		p = &R->procs[i];
-		if (i == shm_self || !p->want || p->pid <= 0)
+		if (i == shm_self || p->units == 0 || p->woken || p->pid <= 0)
 			continue;
-		p->want = 0;
+		p->woken = 1;
 		if (kill(p->pid, SIGUSR2) == -1 && errno != ESRCH)
 			log_warn("kill(%d, SIGUSR2) failed", (int)p->pid);
 	}
@@ -251,7 +263,7 @@ struct want {
 };
 
 int
-shm_configure(const struct cfg *cfg, struct shm_map *map, char *err,
+shm_configure(const struct cfg *cfg, int gen, struct shm_map *map, char *err,
     size_t errlen)
 {
 	struct want *w;
@@ -321,6 +333,7 @@ shm_configure(const struct cfg *cfg, struct shm_map *map, char *err,
 		sc->limit = w[i].limit;
 		sc->live = 1;
 	}
+	R->generation = gen;
 	R->nscopes = 0;
 	for (s = 0; s < SHM_MAX_SCOPES; s++)
 		if (R->scopes[s].kind != SCOPE_FREE)
@@ -401,8 +414,8 @@ shm_proc_gone(int rec, pid_t pid)
 
 	/* A child that died in a critical section: the lock is ours now. */
 	if (pid > 0)
-		__atomic_compare_exchange_n(&R->lock, &dead, 0, 0,
-		    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+		__atomic_compare_exchange_n(
+		    &R->lock, &dead, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 	if (lock_master() == -1)
 		return -1;
 	for (s = 0; s < SHM_MAX_SCOPES; s++)
@@ -418,28 +431,57 @@ shm_proc_gone(int rec, pid_t pid)
 	return 0;
 }
 
+#define BIT_SET(a, i) ((a)[(i) / 32] |= 1U << ((i) % 32))
+#define BIT_ISSET(a, i) ((a)[(i) / 32] & (1U << ((i) % 32)))
+
+/* Slots of scope s queued before ticket mine, by the other children. */
+static int
+owed(int s, uint64_t mine)
+{
+	const struct shm_proc *p;
+	uint64_t before;
+	int i, n = 0;
+
+	for (i = 0; i < SHM_MAX_PROCS; i++) {
+		p = &R->procs[i];
+		if (i == shm_self || p->units == 0 || p->ticket >= mine ||
+		    !BIT_ISSET(p->blocked, s))
+			continue;
+		before = mine - p->ticket;
+		n += before < p->units ? (int)before : (int)p->units;
+	}
+	return n;
+}
+
 int
-shm_acquire(const struct shm_need *need, int want)
+shm_acquire(const struct shm_need *need, int want, int wait)
 {
 	struct shm_scope *sc;
 	struct shm_proc *me = &R->procs[shm_self];
-	int i, k = want, shortest = -1;
+	int i, k = want, shortest = -1, full[SHM_NEED_MAX];
 	int32_t left;
+	uint64_t mine;
 
 	lock_child();
+	me->woken = 0;
+	mine = me->units != 0 ? me->ticket : UINT64_MAX;
 	for (i = 0; i < need->n; i++) {
 		sc = &R->scopes[need->idx[i]];
+		full[i] = 0;
 		if (sc->limit <= 0)
 			continue;
-		left = sc->limit - sc->inflight;
+		left = sc->limit - sc->inflight - owed(need->idx[i], mine);
 		if (left < 0)
-			left = 0; /* a limit lowered by a reload */
+			left = 0; /* a limit lowered by a reload, or owed */
+		if (left < want)
+			full[i] = 1;
 		if (left < k) {
 			k = left;
 			shortest = need->idx[i];
 		}
 	}
-	if (shortest != -1)
+	/* Refused while rows wait: what an operator wants to see. */
+	if (shortest != -1 && wait)
 		R->scopes[shortest].denied++;
 	for (i = 0; i < need->n && k > 0; i++) {
 		sc = &R->scopes[need->idx[i]];
@@ -450,18 +492,31 @@ shm_acquire(const struct shm_need *need, int want)
 			sc->peak = sc->inflight;
 	}
 	/*
-	 * Asked for more than there was: wake me when a slot frees.  Only
-	 * the caller clears this (shm_unwant), once it knows that nothing
-	 * of its is left waiting.
+	 * Short, with rows to run: queue for the slots missing, on the
+	 * scopes that were full.  Slots served move the first ticket on;
+	 * the rest keep their place.  Served in full: nothing waits.
 	 */
-	if (k < want)
-		me->want = 1;
+	if (k < want && wait) {
+		if (me->units == 0)
+			me->ticket = R->next_ticket + 1;
+		else
+			me->ticket += k;
+		me->units = want - k;
+		if (me->ticket + me->units > R->next_ticket)
+			R->next_ticket = me->ticket + me->units;
+		for (i = 0; i < need->n; i++)
+			if (full[i]) {
+				BIT_SET(me->blocked, need->idx[i]);
+				break;
+			}
+	} else if (k == want)
+		me->units = 0;
 	unlock();
 	return k;
 }
 
 void
-shm_release(const struct shm_need *need, int k)
+shm_release(const struct shm_need *need, int k, int unused)
 {
 	struct shm_proc *me = &R->procs[shm_self];
 	int i;
@@ -472,16 +527,42 @@ shm_release(const struct shm_need *need, int k)
 	for (i = 0; i < need->n; i++) {
 		me->held[need->idx[i]] -= k;
 		R->scopes[need->idx[i]].inflight -= k;
+		/* Taken for a claim that found fewer rows: not a use. */
+		if (unused)
+			R->scopes[need->idx[i]].acquired -= k;
 	}
 	wake_waiters();
 	unlock();
 }
 
 void
+shm_rewait(void)
+{
+	struct shm_proc *me = &R->procs[shm_self];
+
+	if (me->units == 0)
+		return;
+	lock_child();
+	memset(me->blocked, 0, sizeof(me->blocked));
+	unlock();
+}
+
+void
 shm_unwant(void)
 {
-	if (R != NULL && shm_self != -1)
-		__atomic_store_n(&R->procs[shm_self].want, 0, __ATOMIC_RELAXED);
+	struct shm_proc *me;
+
+	if (R == NULL || shm_self == -1)
+		return;
+	me = &R->procs[shm_self];
+	if (me->units == 0)
+		return;
+	lock_child();
+	me->units = 0;
+	memset(me->blocked, 0, sizeof(me->blocked));
+	/* Slots held back for us are free for the others now. */
+	wake_waiters();
+	unlock();
 }
 
 const struct shm_region *
@@ -498,8 +579,8 @@ shm_attach(const char *path, char *err, size_t errlen)
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
 	    (size_t)st.st_size < sizeof(struct shm_region)) {
-		snprintf(err, errlen, "\"%s\" is not an llmqd state file",
-		    path);
+		snprintf(
+		    err, errlen, "\"%s\" is not an llmqd state file", path);
 		close(fd);
 		return NULL;
 	}

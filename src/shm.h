@@ -21,7 +21,8 @@
 #define SHM_MAX_SCOPES 256
 #define SHM_MAX_PROCS 128
 #define SHM_NAME_LEN 128
-#define SHM_NEED_MAX 4 /* scopes one call needs: global, role, model, provider */
+#define SHM_NEED_MAX                                                           \
+	4 /* scopes one call needs: role, model, provider, global */
 
 enum shm_kind {
 	SCOPE_FREE = 0,
@@ -35,9 +36,9 @@ struct shm_scope {
 	uint32_t kind; /* enum shm_kind; SCOPE_FREE: unused entry */
 	uint32_t live; /* part of the running configuration */
 	char name[SHM_NAME_LEN];
-	int32_t limit;     /* 0: no limit of its own */
-	int32_t inflight;  /* the sum of the records' held[] */
-	int32_t peak;      /* most in flight at once */
+	int32_t limit;    /* 0: no limit of its own */
+	int32_t inflight; /* the sum of the records' held[] */
+	int32_t peak;     /* most in flight at once */
 	int32_t pad;
 	uint64_t acquired; /* slots taken, ever */
 	uint64_t denied;   /* times this scope was the one that was full */
@@ -46,13 +47,17 @@ struct shm_scope {
 enum shm_proc_kind { PROC_FREE = 0, PROC_WORKER, PROC_CONSUMER };
 
 struct shm_proc {
-	int32_t pid;  /* 0 while the record is being set up or free */
+	int32_t pid;   /* 0 while the record is being set up or free */
 	uint32_t kind; /* enum shm_proc_kind */
 	char role[48];
-	int32_t gen;      /* configuration generation */
+	int32_t gen;       /* configuration generation */
 	uint32_t restarts; /* of this child's place in the table */
-	int64_t started;  /* wall clock, microseconds */
-	uint32_t want;    /* found a scope full: wake me when one frees */
+	int64_t started;   /* wall clock, microseconds */
+	uint64_t ticket;   /* place of its first waiting slot; 0: none */
+	uint32_t units;    /* slots it waits for, from ticket on */
+	uint32_t pad;
+	uint32_t blocked[SHM_MAX_SCOPES / 32]; /* scopes it waits on */
+	uint32_t woken;   /* sent SIGUSR2, not yet back for slots */
 	uint32_t exiting; /* asked to stop */
 	uint16_t held[SHM_MAX_SCOPES];
 };
@@ -67,6 +72,7 @@ struct shm_region {
 	int32_t generation;
 	uint32_t nscopes; /* entries in use or retired: scan this many */
 	uint32_t pad;
+	uint64_t next_ticket;
 	struct shm_scope scopes[SHM_MAX_SCOPES];
 	struct shm_proc procs[SHM_MAX_PROCS];
 };
@@ -79,7 +85,10 @@ struct shm_map {
 	int *providers; /* by cfg->providers index */
 };
 
-/* The scopes a call holds a slot in, all or none. */
+/*
+ * The scopes a call holds a slot in, all or none, narrowest first: role,
+ * model, provider, global.
+ */
 struct shm_need {
 	int n;
 	int idx[SHM_NEED_MAX];
@@ -104,14 +113,15 @@ void shm_destroy(void);
  * reused once nobody holds them) and fill map.  Returns 0, or -1 with err
  * set when the table is full; then nothing changed.
  */
-int shm_configure(const struct cfg *, struct shm_map *map, char *err,
-    size_t errlen);
+int shm_configure(
+    const struct cfg *, int gen, struct shm_map *map, char *err, size_t errlen);
 void shm_map_free(struct shm_map *);
 
 /*
  * Master, before fork(): reserve a record for a child; returns its index
- * or -1 when the table is full.  After fork(), shm_proc_start() fills it
- * in (called by both sides: whichever runs first makes it visible).
+ * or -1 when the table is full.  After fork(), the master fills it in
+ * with shm_proc_start(); until then its pid reads 0 (the child's holds
+ * are recorded all the same).
  */
 int shm_proc_reserve(void);
 void shm_proc_start(int rec, pid_t pid, enum shm_proc_kind kind,
@@ -130,22 +140,27 @@ extern int shm_self;
 
 /*
  * Child: take up to want slots in every scope of need, all or nothing
- * for each: returns how many (0..want).  When fewer than want were free,
- * the child is marked as waiting and receives SIGUSR2 when another
- * process gives a slot back.
+ * for each: returns how many (0..want).  Slots that processes waiting
+ * longer are owed are not free to take.  With wait, when fewer than
+ * want were free, the child queues for the scopes that were full and
+ * receives SIGUSR2 when another process gives a slot back.
  */
-int shm_acquire(const struct shm_need *, int want);
-/* Child: give back k slots of need, and wake the waiters. */
-void shm_release(const struct shm_need *, int k);
-/* Child: no longer interested in slots (stopping). */
+int shm_acquire(const struct shm_need *, int want, int wait);
+/*
+ * Child: give back k slots of need, and wake the waiters; unused when
+ * they were taken for rows that were not there (not counted as taken).
+ */
+void shm_release(const struct shm_need *, int k, int unused);
+/* Child: about to claim again: forget which scopes it waited on. */
+void shm_rewait(void);
+/* Child: no longer waiting for slots (nothing left to run, stopping). */
 void shm_unwant(void);
 
 /*
  * llmqctl: map the region at path read-only.  Returns it, or NULL with
  * err set (no such file, not a region of this version).
  */
-const struct shm_region *shm_attach(const char *path, char *err,
-    size_t errlen);
+const struct shm_region *shm_attach(const char *path, char *err, size_t errlen);
 void shm_detach(const struct shm_region *);
 
 const char *shm_kind_name(enum shm_kind);

@@ -18,12 +18,12 @@
  * filter that takes exactly the rows routed to it, so that a full model
  * holds back only its own rows.  Every call holds one slot in each scope
  * that applies (global, role, model, provider) from before its claim
- * until its transfer ends; requests wait in the database, not here.  Results that could not be written (the
- * database went away) stay in memory and are written after reconnecting;
- * the fence makes a late write harmless.  On SIGTERM the worker stops
- * claiming and lets its calls finish for shutdown_timeout, then hands
- * back what is left; on SIGQUIT, or when the master dies, it hands back
- * at once.
+ * until its transfer ends; requests wait in the database, not here.  Results
+ * that could not be written (the database went away) stay in memory and are
+ * written after reconnecting; the fence makes a late write harmless.  On
+ * SIGTERM the worker stops claiming and lets its calls finish for
+ * shutdown_timeout, then hands back what is left; on SIGQUIT, or when the
+ * master dies, it hands back at once.
  */
 #include "config.h"
 
@@ -127,7 +127,8 @@ drain(int fd)
 
 /* The rows of the role that go to one model, and the slots they need. */
 struct group {
-	int model; /* index into cfg->models */
+	int model;   /* index into cfg->models */
+	int backlog; /* rows may be waiting: NOTIFY, or the last claim full */
 	struct shm_need need;
 	struct db_group db;
 };
@@ -135,11 +136,11 @@ struct group {
 struct worker {
 	const struct cfg *cfg;
 	const struct cfg_role *role;
-	int cap;      /* most calls at once: the role's concurrency */
+	int cap; /* most calls at once: the role's concurrency */
 	struct group *groups;
 	int ngroups;
 	int next_group; /* the first to claim for, in turn */
-	char me[300]; /* "host:pid", our mark on rows */
+	char me[300];   /* "host:pid", our mark on rows */
 	int parent_fd;
 
 	PGconn *pg;
@@ -197,8 +198,8 @@ pg_up(struct worker *w)
 		return -1;
 	}
 	if (db_listen(w->pg, w->role->name) == -1 ||
-	    db_register_role(w->pg, w->role->name,
-	        w->role->max_queue_wait_ms) == -1 ||
+	    db_register_role(
+	        w->pg, w->role->name, w->role->max_queue_wait_ms) == -1 ||
 	    db_rescue_dead(w->pg, w->role->name) == -1 ||
 	    db_handback_orphans(w->pg, w->me, w->running, w->done) == -1) {
 		PQfinish(w->pg);
@@ -207,6 +208,7 @@ pg_up(struct worker *w)
 		return -1;
 	}
 	w->pg_backoff = 0;
+	/* A look at once, one row per model: a full one brings the rest. */
 	w->want_claim = 1;
 	log_info("connected to the database; listening on \"llmq_req_%s\"",
 	    w->role->name);
@@ -283,7 +285,7 @@ start_call(struct worker *w, const struct claimed *r, int g)
 		    "%s: \"%s\"", why, r->model != NULL ? r->model : "");
 		fail_now(w, r, "bad_request", msg);
 		free(msg);
-		shm_release(&w->groups[g].need, 1);
+		shm_release(&w->groups[g].need, 1, 0);
 		return;
 	}
 	timeout = r->timeout_ms > 0 ?
@@ -295,7 +297,7 @@ start_call(struct worker *w, const struct claimed *r, int g)
 	    r->options, timeout, err, sizeof(err));
 	if (c == NULL) {
 		fail_now(w, r, "bad_request", err);
-		shm_release(&w->groups[g].need, 1);
+		shm_release(&w->groups[g].need, 1, 0);
 		return;
 	}
 	if ((mc = curl_multi_add_handle(w->multi, c->easy)) != CURLM_OK) {
@@ -304,7 +306,7 @@ start_call(struct worker *w, const struct claimed *r, int g)
 		c->next = w->done;
 		w->done = c;
 		w->ndone++;
-		shm_release(&w->groups[g].need, 1);
+		shm_release(&w->groups[g].need, 1, 0);
 		return;
 	}
 	c->group = g;
@@ -329,6 +331,7 @@ claim(struct worker *w)
 
 	w->next_poll = mono_ms() + w->cfg->poll_interval_ms;
 	w->want_claim = 0;
+	shm_rewait();
 	for (j = 0; j < w->ngroups && w->pg != NULL; j++) {
 		g = &w->groups[(w->next_group + j) % w->ngroups];
 		want = w->cap - w->inflight;
@@ -336,23 +339,37 @@ claim(struct worker *w)
 			want = w->cfg->batch_size;
 		if (want <= 0)
 			break; /* our own calls end: collect() wakes us */
-		if ((got = shm_acquire(&g->need, want)) == 0) {
-			short_any = 1;
+		/*
+		 * Nothing known to wait: look for one row, holding one slot
+		 * for the look rather than every free one.  If it is there,
+		 * the claim was full and the next one comes at once.
+		 */
+		if (!g->backlog)
+			want = 1;
+		/*
+		 * Queue for slots only with rows known to be waiting; a look
+		 * on the poll timer must not hold slots back from others.
+		 */
+		if ((got = shm_acquire(&g->need, want, g->backlog)) == 0) {
+			short_any |= g->backlog;
 			continue;
 		}
-		n = db_claim(w->pg, w->role->name, w->me, got,
-		    w->cfg->lease_ms, w->role->max_attempts, &g->db, &rows);
+		n = db_claim(w->pg, w->role->name, w->me, got, w->cfg->lease_ms,
+		    w->role->max_attempts, &g->db, &rows);
 		if (n == -1) {
-			shm_release(&g->need, got);
+			shm_release(&g->need, got, 1);
 			if (db_lost(w->pg))
 				pg_drop(w);
 			return;
 		}
-		shm_release(&g->need, got - n);
+		shm_release(&g->need, got - n, 1);
+		log_debug("claimed %d row%s for \"%s\" (slots: %d of %d)", n,
+		    n == 1 ? "" : "s", g->db.model, got, want);
 		/*
 		 * Every slot filled: more rows may be due.  Fewer than asked
 		 * for because slots ran short: more may be waiting too.
 		 */
+		g->backlog = n == got;
 		if (n == got) {
 			if (got < want)
 				short_any = 1;
@@ -397,7 +414,7 @@ collect(struct worker *w)
 			}
 		w->inflight--;
 		if (c->group != -1) {
-			shm_release(&w->groups[c->group].need, 1);
+			shm_release(&w->groups[c->group].need, 1, 0);
 			c->group = -1;
 			w->want_claim = 1;
 		}
@@ -515,7 +532,7 @@ abort_all(struct worker *w)
 		next = c->next;
 		curl_multi_remove_handle(w->multi, c->easy);
 		if (c->group != -1) {
-			shm_release(&w->groups[c->group].need, 1);
+			shm_release(&w->groups[c->group].need, 1, 0);
 			c->group = -1;
 		}
 		c->next = w->aborted;
@@ -529,6 +546,7 @@ static void
 on_notify(struct worker *w)
 {
 	PGnotify *n;
+	int i;
 
 	if (PQconsumeInput(w->pg) == 0) {
 		pg_drop(w);
@@ -536,6 +554,8 @@ on_notify(struct worker *w)
 	}
 	while ((n = PQnotifies(w->pg)) != NULL) {
 		w->want_claim = 1;
+		for (i = 0; i < w->ngroups; i++)
+			w->groups[i].backlog = 1;
 		PQfreemem(n);
 	}
 }
@@ -629,7 +649,8 @@ make_groups(struct worker *w, const struct shm_map *map)
 		g->model = m;
 		for (ng = 0, i = cx; i < CX_COUNT; i++)
 			if (ro->by_complexity[i] == m)
-				gcx[ng++] = cfg_complexity_name((enum complexity)i);
+				gcx[ng++] =
+				    cfg_complexity_name((enum complexity)i);
 		models[nm++] = cfg->models[m].name;
 		memcpy(cxs + ncx, gcx, ng * sizeof(*gcx));
 		ncx += ng;
@@ -648,11 +669,11 @@ make_groups(struct worker *w, const struct shm_map *map)
 		g->db.model = cfg->models[m].name;
 		g->db.cap = cfg->models[m].cluster_concurrency;
 		g->need.n = 0;
-		g->need.idx[g->need.n++] = map->global;
 		g->need.idx[g->need.n++] = map->roles[ro - cfg->roles];
 		g->need.idx[g->need.n++] = map->models[m];
 		g->need.idx[g->need.n++] =
 		    map->providers[cfg->models[m].provider];
+		g->need.idx[g->need.n++] = map->global;
 	}
 }
 
@@ -669,8 +690,8 @@ free_groups(struct worker *w)
 }
 
 int
-worker_main(const struct cfg *cfg, int role, const struct shm_map *map,
-    int parent_fd)
+worker_main(
+    const struct cfg *cfg, int role, const struct shm_map *map, int parent_fd)
 {
 	struct worker w;
 	struct curl_waitfd fds[3];
@@ -692,9 +713,8 @@ worker_main(const struct cfg *cfg, int role, const struct shm_map *map,
 	if ((w.multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init() failed");
 	curl_multi_setopt(w.multi, CURLMOPT_MAXCONNECTS, (long)w.cap * 2);
-	log_info("worker started: at most %d call%s at once, %d model%s",
-	    w.cap, w.cap == 1 ? "" : "s", w.ngroups,
-	    w.ngroups == 1 ? "" : "s");
+	log_info("worker started: at most %d call%s at once, %d model%s", w.cap,
+	    w.cap == 1 ? "" : "s", w.ngroups, w.ngroups == 1 ? "" : "s");
 
 	for (;;) {
 		now = mono_ms();
@@ -739,8 +759,7 @@ worker_main(const struct cfg *cfg, int role, const struct shm_map *map,
 
 		if (w.pg != NULL) {
 			flush(&w);
-			if (w.pg != NULL && !w.stopping &&
-			    w.inflight < w.cap &&
+			if (w.pg != NULL && !w.stopping && w.inflight < w.cap &&
 			    (w.want_claim || now >= w.next_poll))
 				claim(&w);
 		}
