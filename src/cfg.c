@@ -52,6 +52,8 @@
 /* A role name is part of a NOTIFY channel name (at most 63 bytes). */
 #define ROLE_NAME_MAX 40
 #define NAME_MAX_LEN 127 /* providers and models; SHM_NAME_LEN - 1 */
+#define MAX_PROCS 64     /* SHM_MAX_PROCS / 2 */
+#define MAX_SCOPES 128   /* SHM_MAX_SCOPES / 2 */
 
 struct loader {
 	const char *name; /* file name for messages */
@@ -1059,7 +1061,7 @@ load_top(struct loader *ld, yaml_node_t *root)
 	struct cfg *c = ld->cfg;
 	struct key *k;
 	const char *v;
-	size_t old;
+	size_t old, i, n;
 	char *s;
 
 	/* An empty file, or one holding only comments. */
@@ -1151,6 +1153,20 @@ load_top(struct loader *ld, yaml_node_t *root)
 	old = path_push(ld, k->name);
 	if (load_roles(ld, k->val) == -1)
 		return -1;
+	/*
+	 * The shared memory tables (shm.h) must hold two generations at
+	 * once while a reload drains: half of each is ours.
+	 */
+	for (i = 0, n = 1; i < c->nroles; i++)
+		n += c->roles[i].processes;
+	if (n > MAX_PROCS)
+		return fail(ld, k->val,
+		    "%zu processes in all (with the consumer); at most %d",
+		    n, MAX_PROCS);
+	if ((n = 1 + c->nroles + c->nmodels + c->nproviders) > MAX_SCOPES)
+		return fail(ld, k->val,
+		    "%zu roles, models and providers in all; at most %d",
+		    n - 1, MAX_SCOPES - 1);
 	path_pop(ld, old);
 	if ((k = key_get(keys, "consumer"))->key != NULL) {
 		old = path_push(ld, k->name);

@@ -64,23 +64,37 @@ migration_error(PGconn *conn, const PGresult *res, const struct migration *m)
 static int
 migrate_roles(struct ctl *ctl, int dry_run)
 {
-	const char *params[1];
+	const struct cfg_role *r;
+	const char *params[2];
+	char wbuf[24];
 	PGresult *res;
 	size_t i;
 
 	for (i = 0; i < ctl->cfg->nroles; i++) {
-		params[0] = ctl->cfg->roles[i].name;
+		r = &ctl->cfg->roles[i];
+		params[0] = r->name;
+		params[1] = NULL;
+		if (r->max_queue_wait_ms > 0) {
+			snprintf(wbuf, sizeof(wbuf), "%lld",
+			    (long long)r->max_queue_wait_ms);
+			params[1] = wbuf;
+		}
+		/* The deadline follows the configuration; "inserted" is new. */
 		res = PQexecParams(ctl->conn,
-		    "INSERT INTO llmq.roles (name) VALUES ($1) "
-		    "ON CONFLICT DO NOTHING",
-		    1, NULL, params, NULL, NULL, 0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		    "INSERT INTO llmq.roles (name, max_queue_wait_ms) "
+		    "VALUES ($1, $2) "
+		    "ON CONFLICT (name) DO UPDATE "
+		    "SET max_queue_wait_ms = EXCLUDED.max_queue_wait_ms "
+		    "RETURNING (xmax = 0) AS inserted",
+		    2, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			ctl_pgerr(ctl->conn, res,
 			    "could not register role \"%s\"", params[0]);
 			PQclear(res);
 			return -1;
 		}
-		if (strcmp(PQcmdTuples(res), "0") != 0)
+		if (PQntuples(res) == 1 &&
+		    strcmp(PQgetvalue(res, 0, 0), "t") == 0)
 			printf("%s role %s\n",
 			    dry_run ? "would register" : "registered",
 			    params[0]);

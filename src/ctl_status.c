@@ -13,10 +13,10 @@
  * that no line is torn by an update made while it is printed.  Nothing
  * read from the region is trusted: the scope count is clamped to the
  * table, names are cut to their fields and escaped before use.  llmqd
- * runs when the region exists and names a master process that exists;
- * the pidfile is only cross-checked (a master killed with SIGKILL leaves
- * both behind, and its pid may since have been reused: that case reads
- * as running).  The queues come from one statement on llmq.requests; when
+ * runs when the region exists, names a master process that exists, and
+ * someone holds the lock on the pidfile (a master killed with SIGKILL
+ * leaves the region behind, and its pid may since have been reused; the
+ * lock went with it).  The queues come from one statement on llmq.requests; when
  * the database cannot be read the rest is shown anyway and the exit
  * status is 1 (3 still wins: "not running" is the answer asked for).
  */
@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,23 @@ queue_add(struct status *st, const char *role)
  * stays NULL when llmqd does not run), or -1 (reported) when the file is
  * there but cannot be used.
  */
+/*
+ * 1 when nobody holds the pidfile's lock (flock(2), taken by llmqd for
+ * its whole life); 0 when somebody does, or when we cannot tell.
+ */
+static int
+pidfile_unlocked(const char *path)
+{
+	int fd, r = 0;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1)
+		return errno == ENOENT;
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+		r = 1; /* closing the descriptor lets it go again */
+	close(fd);
+	return r;
+}
+
 static int
 region_read(struct status *st, const char *path)
 {
@@ -190,8 +208,13 @@ region_read(struct status *st, const char *path)
 	memcpy(r, map, sizeof(*r));
 	shm_detach(map);
 
-	/* Left behind by a master that was killed, or that is stopping. */
-	if (r->master_pid <= 0 || !pid_exists(r->master_pid)) {
+	/*
+	 * Left behind by a master that was killed, or that is stopping; or
+	 * its pid now belongs to another process, which cannot hold the
+	 * lock on the pidfile that a running llmqd holds all its life.
+	 */
+	if (r->master_pid <= 0 || !pid_exists(r->master_pid) ||
+	    pidfile_unlocked(st->pidfile)) {
 		free(r);
 		return 0;
 	}
