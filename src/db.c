@@ -1,9 +1,11 @@
 /*
  * db.c: the statements llmqd runs, prepared once per connection.
  *
- * The claim is one UPDATE over a SKIP LOCKED sub-select that reads only
- * the partial index of pending rows, so concurrent workers never block
- * one another and never take the same row.  The finish is one UPDATE
+ * The claim is llmq.claim() (sql/002_limits.sql): one UPDATE over a
+ * SKIP LOCKED sub-select that reads only the partial index of pending
+ * rows, so concurrent workers never block one another and never take the
+ * same row; for a model with a cluster-wide cap, under an advisory lock
+ * and after counting the rows in flight on it.  The finish is one UPDATE
  * over a JSON array of results; it is fenced by status, holder and
  * attempt so that a result that arrives late (after its row was rescued
  * and claimed again) changes nothing.  The NOTIFY that wakes a caller is
