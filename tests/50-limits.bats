@@ -320,6 +320,20 @@ status_inflight() {
 	limits_config "$TEST_DIR/llmq.yaml"
 }
 
+@test "SIGTERM hands back the calls that outlast shutdown_timeout" {
+	mock_reset
+	SHUTDOWN_TIMEOUT=1s limits_config "$TEST_DIR/llmq.yaml"
+	llmqd_start "$TEST_DIR/llmq.yaml" 3
+	ids=$(submit -r planner -n 2 -m "outlasting mock:delay=8000")
+	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 2 ]"
+	kill -TERM "$LLMQD_PID"
+	wait_until 10 gone "$LLMQD_PID"
+	grep -q "shutdown_timeout reached: handing back 2 requests" "$TEST_DIR/llmqd.log"
+	refute grep -q "killing them" "$TEST_DIR/llmqd.log"
+	# Back in the queue as if never claimed.
+	[ "$(psql_q "SELECT count(*) FROM llmq.requests WHERE status = 'pending' AND attempts = 0 AND locked_by IS NULL")" = 2 ]
+}
+
 @test "a worker stuck past shutdown_timeout is killed and its rows handed back" {
 	mock_reset
 	SHUTDOWN_TIMEOUT=1s limits_config "$TEST_DIR/llmq.yaml"
