@@ -32,7 +32,7 @@ teardown() {
 	return 0
 }
 
-# limits_config FILE [PIDFILE-STEM] [EXTRA]: the limits of DESIGN.md's
+# limits_config FILE [PIDFILE-STEM] [EXTRA]: the limits of the design's
 # example: planner 2, executor 5, the heavy model 1, global 6.
 limits_config() {
 	local stem=${2:-llmqd}
