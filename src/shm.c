@@ -494,7 +494,9 @@ shm_acquire(const struct shm_need *need, int want, int wait)
 	/*
 	 * Short, with rows to run: queue for the slots missing, on the
 	 * scopes that were full.  Slots served move the first ticket on;
-	 * the rest keep their place.  Served in full: nothing waits.
+	 * the rest keep their place.  Served in full, the place is kept:
+	 * another model of the same role may still be waiting; the caller
+	 * gives it up with shm_unwant() at the end of its round.
 	 */
 	if (k < want && wait) {
 		if (me->units == 0)
@@ -502,15 +504,15 @@ shm_acquire(const struct shm_need *need, int want, int wait)
 		else
 			me->ticket += k;
 		me->units = want - k;
-		if (me->ticket + me->units > R->next_ticket)
-			R->next_ticket = me->ticket + me->units;
+		/* next_ticket is the last one given out. */
+		if (me->ticket + me->units - 1 > R->next_ticket)
+			R->next_ticket = me->ticket + me->units - 1;
 		for (i = 0; i < need->n; i++)
 			if (full[i]) {
 				BIT_SET(me->blocked, need->idx[i]);
 				break;
 			}
-	} else if (k == want)
-		me->units = 0;
+	}
 	unlock();
 	return k;
 }
@@ -540,8 +542,6 @@ shm_rewait(void)
 {
 	struct shm_proc *me = &R->procs[shm_self];
 
-	if (me->units == 0)
-		return;
 	lock_child();
 	memset(me->blocked, 0, sizeof(me->blocked));
 	unlock();
