@@ -104,6 +104,9 @@ DECLARE
 	n integer := p_n;
 BEGIN
 	IF p_cap IS NOT NULL THEN
+		-- Other hosts hold this lock only for their claim: wait for
+		-- it longer than llmqd's session lock_timeout (200ms) would.
+		PERFORM set_config('lock_timeout', '5s', true);
 		-- 1819045233 is "llmq" read as an integer: our class of locks.
 		PERFORM pg_advisory_xact_lock(1819045233, hashtext(p_model));
 		SELECT least(p_n, p_cap - count(*)) INTO n

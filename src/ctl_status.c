@@ -16,9 +16,9 @@
  * runs when the region exists, names a master process that exists, and
  * someone holds the lock on the pidfile (a master killed with SIGKILL
  * leaves the region behind, and its pid may since have been reused; the
- * lock went with it).  The queues come from one statement on llmq.requests; when
- * the database cannot be read the rest is shown anyway and the exit
- * status is 1 (3 still wins: "not running" is the answer asked for).
+ * lock went with it).  The queues come from one statement on llmq.requests;
+ * when the database cannot be read the rest is shown anyway and the exit status
+ * is 1 (3 still wins: "not running" is the answer asked for).
  */
 #include "config.h"
 
@@ -64,6 +64,17 @@ struct status {
 };
 
 /* Helpers. */
+
+static int
+in_line(const struct shm_proc *p)
+{
+	int w;
+
+	for (w = 0; w < SHM_WAITS; w++)
+		if (p->waits[w].units != 0)
+			return 1;
+	return 0;
+}
 
 static int
 pid_exists(long pid)
@@ -126,7 +137,7 @@ proc_state(const struct shm_proc *p)
 {
 	if (p->exiting)
 		return "exiting";
-	if (p->units != 0) /* queued for a scope that was full */
+	if (in_line(p)) /* queued for a scope that was full */
 		return "waiting";
 	return "running";
 }
@@ -164,11 +175,6 @@ queue_add(struct status *st, const char *role)
 /* Reading. */
 
 /*
- * Copy the region at path into st->r when llmqd runs.  Returns 0 (st->r
- * stays NULL when llmqd does not run), or -1 (reported) when the file is
- * there but cannot be used.
- */
-/*
  * 1 when nobody holds the pidfile's lock (flock(2), taken by llmqd for
  * its whole life); 0 when somebody does, or when we cannot tell.
  */
@@ -185,6 +191,11 @@ pidfile_unlocked(const char *path)
 	return r;
 }
 
+/*
+ * Copy the region at path into st->r when llmqd runs.  Returns 0 (st->r
+ * stays NULL when llmqd does not run), or -1 (reported) when the file is
+ * there but cannot be used.
+ */
 static int
 region_read(struct status *st, const char *path)
 {

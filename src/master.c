@@ -73,6 +73,7 @@ struct child {
 	int64_t started;    /* monotonic ms */
 	int64_t backoff;    /* ms */
 	int64_t restart_at; /* monotonic ms, when pid == 0 */
+	int64_t kill_at;    /* monotonic ms, when exiting: SIGKILL then */
 	int64_t *deaths;    /* ring of crash_limit death times */
 	int ndeaths;
 };
@@ -94,11 +95,12 @@ static int exit_status;
 static int reload_pending; /* SIGHUP seen, not yet acted on */
 
 /* Records of dead children not yet freed: the lock was busy. */
-static struct {
-	int rec;
-	pid_t pid;
-} gone[SHM_MAX_PROCS];
+static int gone_rec[SHM_MAX_PROCS];
+static pid_t gone_pid[SHM_MAX_PROCS];
 static int ngone;
+static int consumer_told; /* at a stop: the consumer was told to stop */
+static int consumer_done; /* ... and has done its last hand-back */
+static int consumer_tries;
 
 static void
 master_handler(int sig)
@@ -212,7 +214,7 @@ spawn(struct child *ch)
 	switch (pid) {
 	case -1:
 		log_warn("fork() failed");
-		shm_proc_gone(ch->rec, 0);
+		shm_proc_unreserve(ch->rec);
 		ch->rec = -1;
 		ch->pid = 0;
 		ch->restart_at = mono_ms() + BACKOFF_MIN_MS;
@@ -346,31 +348,46 @@ begin_stop(int how)
 
 /*
  * Once the workers are gone, tell the consumer, which hands back the rows
- * of any worker that had to be killed, then exits.
+ * of any worker that had to be killed, then exits.  With no consumer left
+ * (it was waiting for a restart, or died during the stop), start one for
+ * that last act; twice at most.
  */
 static void
 stop_consumer(void)
 {
-	static int done;
+	struct child *ch = NULL;
+	size_t i;
 
-	if (done || workers_left())
+	if (consumer_done || workers_left())
 		return;
-	done = 1;
-	signal_children(SIGTERM, -1, CHILD_CONSUMER);
-	stop_deadline = mono_ms() + KILL_GRACE_MS;
+	for (i = 0; i < nchildren; i++)
+		if (children[i].kind == CHILD_CONSUMER && children[i].pid > 0)
+			ch = &children[i];
+	if (ch == NULL) {
+		if (consumer_tries >= 2)
+			return;
+		consumer_tries++;
+		consumer_told = 0;
+		ch = add_child(CHILD_CONSUMER, -1);
+		spawn(ch);
+		if (ch->pid <= 0) {
+			remove_child(ch);
+			return;
+		}
+	}
+	if (!consumer_told) {
+		consumer_told = 1;
+		signal_children(SIGTERM, -1, CHILD_CONSUMER);
+		stop_deadline = mono_ms() + KILL_GRACE_MS;
+	}
 }
 
 /* Free the shared memory records of dead children. */
 static void
 free_gone(void)
 {
-	int i;
-
-	for (i = 0; i < ngone;)
-		if (shm_proc_gone(gone[i].rec, gone[i].pid) == 0)
-			gone[i] = gone[--ngone];
-		else
-			i++;
+	if (ngone > 0 && shm_proc_free(gone_rec, gone_pid, ngone) == 0)
+		ngone = 0;
 }
 
 /*
@@ -415,28 +432,46 @@ static void
 reap(void)
 {
 	struct child *ch;
+	siginfo_t si;
 	char how[128];
 	int64_t now;
 	pid_t pid;
 	size_t i;
 	int status;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+	for (;;) {
+		/*
+		 * Look before reaping: until it is reaped, the dead child's pid
+		 * cannot be reused, so that is when the shared memory forgets
+		 * it (and takes the lock from it, if it died holding it).
+		 */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 ||
+		    si.si_pid == 0)
+			break;
+		pid = si.si_pid;
 		ch = NULL;
 		for (i = 0; i < nchildren; i++)
 			if (children[i].pid == pid)
 				ch = &children[i];
+		if (ch != NULL && ch->rec != -1)
+			shm_proc_dead(ch->rec, pid);
+		if (waitpid(pid, &status, 0) != pid)
+			break;
 		if (ch == NULL)
 			continue;
-		/* Before anything else: its slots are free again. */
+		/* Then its slots are free again. */
 		if (ch->rec != -1) {
-			gone[ngone].rec = ch->rec;
-			gone[ngone++].pid = pid;
+			gone_rec[ngone] = ch->rec;
+			gone_pid[ngone++] = pid;
 			ch->rec = -1;
 			free_gone();
 		}
 		describe_exit(how, sizeof(how), status);
 		now = mono_ms();
+		if (stopping && ch->kind == CHILD_CONSUMER && consumer_told &&
+		    WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			consumer_done = 1;
 		if (stopping || ch->exiting) {
 			log_debug(
 			    "%s process %d %s", child_name(ch), (int)pid, how);
@@ -500,10 +535,14 @@ reload(void)
 	}
 	if (shm_configure(ncfg, generation + 1, &nmap, err, sizeof(err)) ==
 	    -1) {
+		cfg_free(ncfg);
+		if (errno == EBUSY) {
+			reload_pending = 1; /* a child holds the lock: soon */
+			return;
+		}
 		log_warnx("reload failed, keeping the running configuration: "
 		          "%s",
 		    err);
-		cfg_free(ncfg);
 		return;
 	}
 	if (strcmp(ncfg->log, cfg->log) != 0 &&
@@ -519,6 +558,8 @@ reload(void)
 			continue;
 		}
 		children[i].exiting = 1;
+		children[i].kill_at =
+		    mono_ms() + cfg->shutdown_timeout_ms + KILL_GRACE_MS;
 		i++;
 	}
 	signal_children(SIGTERM, old, -1);
@@ -557,8 +598,12 @@ next_timeout(void)
 			t = children[i].restart_at - now;
 	if (stopping && stop_deadline - now < t)
 		t = stop_deadline - now;
-	if (ngone > 0 && t > 10)
+	if ((ngone > 0 || reload_pending) && t > 10)
 		t = 10;
+	for (i = 0; i < nchildren; i++)
+		if (children[i].exiting && children[i].pid > 0 &&
+		    children[i].kill_at - now < t)
+			t = children[i].kill_at - now;
 	return t < 0 ? 0 : (int)t;
 }
 
@@ -646,6 +691,17 @@ master_run(struct cfg *c, const char *path, int pidfd)
 				if (children[i].pid == 0 &&
 				    now >= children[i].restart_at)
 					spawn(&children[i]);
+		/* A child of an old generation that does not stop in time. */
+		for (i = 0; i < nchildren; i++)
+			if (children[i].exiting && children[i].pid > 0 &&
+			    now >= children[i].kill_at) {
+				log_warnx("%s process %d of an old generation "
+				          "did not stop in time; killing it",
+				    child_name(&children[i]),
+				    (int)children[i].pid);
+				kill(children[i].pid, SIGKILL);
+				children[i].kill_at = now + KILL_GRACE_MS;
+			}
 
 		pfd.fd = self_pipe[0];
 		pfd.events = POLLIN;

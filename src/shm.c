@@ -31,19 +31,21 @@
  *
  * Waiting is first come, first served, slot by slot, as if each row
  * waited at a fair semaphore.  A child with rows to run that found a
- * scope full takes a ticket for each slot it is short of (a range of
- * consecutive numbers) and marks the scopes it waits on; a slot of such
- * a scope is free for another child only once every slot queued before
- * that child's own first ticket has been served.  Like a row that takes
- * its role's semaphore before the global one, a child queues only on the
- * narrowest scope that is full (need lists them narrowest first): rows
- * held back by their own role do not stand in line for the global limit.  So a
- * role that shares a global limit with a busier one gets its turn in proportion
- * to what it waits for, instead of losing every race for a freed slot to
- * whichever process loops first.  Whoever gives a slot back sends the
- * waiters SIGUSR2 (under the lock, so the pid read from a record is a
- * live child or an unreaped zombie, never a stranger), and they claim
- * again at once rather than at their next poll.
+ * scope full stands in line for the slots it is short of: a range of
+ * consecutive tickets, on the narrowest scope that was full (role, then
+ * model, provider, global), like a row that takes its role's semaphore
+ * before the global one; so rows held back by their own role do not
+ * stand in line for the global limit.  A slot of that scope is free for
+ * another child only once every slot queued before that child's own
+ * first ticket has been served.  A child has one place in line per model
+ * of its role, each with its own tickets.  A role that shares a global
+ * limit with a busier one thus gets its turn in proportion to what it
+ * waits for, instead of losing every race for a freed slot to whichever
+ * process loops first.  Whoever gives a slot back (or gives up a place
+ * in line) sends the waiters SIGUSR2, and they claim again at once rather
+ * than at their next poll.  A waiter that was woken and has not come
+ * back within a second (stopped, or stuck) is owed nothing until it
+ * does, so it cannot hold a scope idle.
  */
 #include "config.h"
 
@@ -63,7 +65,9 @@
 #include "shm.h"
 #include "util.h"
 
-#define MASTER_LOCK_MS 100 /* then give up and try again later */
+#define MASTER_LOCK_MS 10   /* then give up and try again later */
+#define TAKEOVER_SPINS 1024 /* then see whether the holder is dead */
+#define WOKEN_GRACE_MS 1000 /* a waiter woken this long ago: not owed */
 
 static struct shm_region *R;
 static char *R_path;
@@ -100,15 +104,33 @@ pause_a_little(unsigned spins)
 		nanosleep(&ts, NULL);
 }
 
-/* Children: wait for the lock however long it takes. */
+static void recount(void);
+
+/*
+ * Children: wait for the lock however long it takes.  A child that dies
+ * holding it is seen to by the master; but the master itself may die
+ * holding it (SIGKILL), and then nobody would: after a while, a holder
+ * that no longer exists (not even as a zombie) is replaced, and the sums
+ * it may have left half done are recomputed.
+ */
 static void
 lock_child(void)
 {
-	uint32_t me = (uint32_t)getpid();
+	uint32_t me = (uint32_t)getpid(), holder;
 	unsigned spins;
 
-	for (spins = 0; !lock_try(me); spins++)
+	for (spins = 0; !lock_try(me); spins++) {
+		if (spins % TAKEOVER_SPINS == TAKEOVER_SPINS - 1 &&
+		    (holder = __atomic_load_n(&R->lock, __ATOMIC_RELAXED)) !=
+		        0 &&
+		    kill((pid_t)holder, 0) == -1 && errno == ESRCH &&
+		    __atomic_compare_exchange_n(&R->lock, &holder, me, 0,
+		        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			recount();
+			return;
+		}
 		pause_a_little(spins);
+	}
 }
 
 /*
@@ -226,7 +248,22 @@ recount(void)
 	}
 }
 
-/* Under the lock: send SIGUSR2 to every waiting child but us. */
+static int
+waiting(const struct shm_proc *p)
+{
+	int w;
+
+	for (w = 0; w < SHM_WAITS; w++)
+		if (p->waits[w].units != 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Under the lock: send SIGUSR2 to every waiting child but us.  A record's
+ * pid is cleared before its child is reaped (shm_proc_dead), so the pid
+ * read here is a live child or a zombie, never a stranger.
+ */
 static void
 wake_waiters(void)
 {
@@ -235,9 +272,10 @@ wake_waiters(void)
 
 	for (i = 0; i < SHM_MAX_PROCS; i++) {
 		p = &R->procs[i];
-		if (i == shm_self || p->units == 0 || p->woken || p->pid <= 0)
+		if (i == shm_self || p->woken || p->pid <= 0 || !waiting(p))
 			continue;
 		p->woken = 1;
+		p->woken_at = mono_ms();
 		if (kill(p->pid, SIGUSR2) == -1 && errno != ESRCH)
 			log_warn("kill(%d, SIGUSR2) failed", (int)p->pid);
 	}
@@ -289,6 +327,7 @@ shm_configure(const struct cfg *cfg, int gen, struct shm_map *map, char *err,
 
 	if (lock_master() == -1) {
 		snprintf(err, errlen, "the shared memory lock is busy");
+		errno = EBUSY;
 		goto out;
 	}
 	/* First the entries kept by name, then new ones in free places. */
@@ -405,76 +444,124 @@ shm_proc_exiting(int rec)
 	R->procs[rec].exiting = 1;
 }
 
-int
-shm_proc_gone(int rec, pid_t pid)
+void
+shm_proc_unreserve(int rec)
 {
-	struct shm_proc *p = &R->procs[rec];
-	uint32_t dead = (uint32_t)pid;
-	int held = 0, s;
+	/* No child ever used it: nothing held, nobody waits. */
+	memset(&R->procs[rec], 0, sizeof(R->procs[rec]));
+}
 
-	/* A child that died in a critical section: the lock is ours now. */
-	if (pid > 0)
-		__atomic_compare_exchange_n(
-		    &R->lock, &dead, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+void
+shm_proc_dead(int rec, pid_t pid)
+{
+	uint32_t dead = (uint32_t)pid;
+
+	__atomic_store_n(&R->procs[rec].pid, 0, __ATOMIC_RELEASE);
+	/*
+	 * A child that died in a critical section: the lock is ours to
+	 * give back; the sums it left half done are recomputed when its
+	 * record is freed.  Done once, before the pid can be reused.
+	 */
+	if (__atomic_compare_exchange_n(
+	        &R->lock, &dead, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		log_info(
+		    "process %d died holding the shared memory lock", (int)pid);
+}
+
+int
+shm_proc_free(const int *recs, const pid_t *pids, int n)
+{
+	struct shm_proc *p;
+	int held, i, s, any = 0;
+
 	if (lock_master() == -1)
 		return -1;
-	for (s = 0; s < SHM_MAX_SCOPES; s++)
-		held += p->held[s];
-	memset(p, 0, sizeof(*p));
-	recount();
-	if (held > 0) {
-		log_info("released %d slot%s held by process %d", held,
-		    held == 1 ? "" : "s", (int)pid);
-		wake_waiters();
+	for (i = 0; i < n; i++) {
+		p = &R->procs[recs[i]];
+		for (held = 0, s = 0; s < SHM_MAX_SCOPES; s++)
+			held += p->held[s];
+		memset(p, 0, sizeof(*p));
+		if (held > 0)
+			log_info("released %d slot%s held by process %d", held,
+			    held == 1 ? "" : "s", (int)pids[i]);
+		any += held;
 	}
+	recount();
+	if (any > 0)
+		wake_waiters();
 	unlock();
 	return 0;
 }
 
-#define BIT_SET(a, i) ((a)[(i) / 32] |= 1U << ((i) % 32))
-#define BIT_ISSET(a, i) ((a)[(i) / 32] & (1U << ((i) % 32)))
-
-/* Slots of scope s queued before ticket mine, by the other children. */
+/*
+ * Slots of scope s owed to those in line before ticket mine, other than
+ * place skip of our own.  A waiter that was woken long ago and has not
+ * come back (stopped, or stuck) is owed nothing, and nobody is owed more
+ * than the scope's limit.
+ */
 static int
-owed(int s, uint64_t mine)
+owed(int s, uint64_t mine, const struct shm_wait *skip, int64_t now)
 {
 	const struct shm_proc *p;
+	const struct shm_wait *w;
 	uint64_t before;
-	int i, n = 0;
+	int i, j, n = 0, lim = R->scopes[s].limit;
 
 	for (i = 0; i < SHM_MAX_PROCS; i++) {
 		p = &R->procs[i];
-		if (i == shm_self || p->units == 0 || p->ticket >= mine ||
-		    !BIT_ISSET(p->blocked, s))
+		if (p->kind == PROC_FREE ||
+		    (p->woken && now - p->woken_at > WOKEN_GRACE_MS))
 			continue;
-		before = mine - p->ticket;
-		n += before < p->units ? (int)before : (int)p->units;
+		for (j = 0; j < SHM_WAITS; j++) {
+			w = &p->waits[j];
+			if (w == skip || w->units == 0 || w->scope != s ||
+			    w->ticket >= mine)
+				continue;
+			before = mine - w->ticket;
+			if (before > w->units)
+				before = w->units;
+			n += before > (uint64_t)lim ? lim : (int)before;
+		}
 	}
 	return n;
 }
 
 int
-shm_acquire(const struct shm_need *need, int want, int wait)
+shm_acquire(const struct shm_need *need, int want, int wait, int wi)
 {
 	struct shm_scope *sc;
 	struct shm_proc *me = &R->procs[shm_self];
-	int i, k = want, shortest = -1, full[SHM_NEED_MAX];
+	struct shm_wait *w = &me->waits[wi];
+	int i, k = want, shortest = -1, first_full = -1, was;
 	int32_t left;
+	int64_t now = mono_ms();
 	uint64_t mine;
 
 	lock_child();
 	me->woken = 0;
-	mine = me->units != 0 ? me->ticket : UINT64_MAX;
+	mine = w->units != 0 ? w->ticket : UINT64_MAX;
+	/*
+	 * Never more than the tightest limit allows at once: a place in
+	 * line for more would hold back, in its wider scopes, slots that it
+	 * could never use (a heavy model's rows, 1 at a time, waiting on the
+	 * role's 5).
+	 */
 	for (i = 0; i < need->n; i++) {
 		sc = &R->scopes[need->idx[i]];
-		full[i] = 0;
+		if (sc->limit > 0 && want > sc->limit)
+			want = sc->limit;
+	}
+	k = want;
+	for (i = 0; i < need->n; i++) {
+		sc = &R->scopes[need->idx[i]];
 		if (sc->limit <= 0)
 			continue;
-		left = sc->limit - sc->inflight - owed(need->idx[i], mine);
+		left =
+		    sc->limit - sc->inflight - owed(need->idx[i], mine, w, now);
 		if (left < 0)
 			left = 0; /* a limit lowered by a reload, or owed */
-		if (left < want)
-			full[i] = 1;
+		if (left < want && first_full == -1)
+			first_full = need->idx[i];
 		if (left < k) {
 			k = left;
 			shortest = need->idx[i];
@@ -492,27 +579,27 @@ shm_acquire(const struct shm_need *need, int want, int wait)
 			sc->peak = sc->inflight;
 	}
 	/*
-	 * Short, with rows to run: queue for the slots missing, on the
-	 * scopes that were full.  Slots served move the first ticket on;
-	 * the rest keep their place.  Served in full, the place is kept:
-	 * another model of the same role may still be waiting; the caller
-	 * gives it up with shm_unwant() at the end of its round.
+	 * Short, with rows to run: stand in line for the slots missing, on
+	 * the narrowest scope that was full.  Slots served move the first
+	 * ticket on; the rest keep their place.  Otherwise leave the line.
+	 * Whenever a place is given up or moves to another scope, slots that
+	 * were held back for it may be free for others: wake them.
 	 */
+	was = w->units != 0 ? w->scope : -1;
 	if (k < want && wait) {
-		if (me->units == 0)
-			me->ticket = R->next_ticket + 1;
+		if (w->units == 0)
+			w->ticket = R->next_ticket + 1;
 		else
-			me->ticket += k;
-		me->units = want - k;
+			w->ticket += k;
+		w->units = want - k;
+		w->scope = first_full;
 		/* next_ticket is the last one given out. */
-		if (me->ticket + me->units - 1 > R->next_ticket)
-			R->next_ticket = me->ticket + me->units - 1;
-		for (i = 0; i < need->n; i++)
-			if (full[i]) {
-				BIT_SET(me->blocked, need->idx[i]);
-				break;
-			}
-	}
+		if (w->ticket + w->units - 1 > R->next_ticket)
+			R->next_ticket = w->ticket + w->units - 1;
+	} else
+		w->units = 0;
+	if (was != -1 && (w->units == 0 || w->scope != was))
+		wake_waiters();
 	unlock();
 	return k;
 }
@@ -538,31 +625,29 @@ shm_release(const struct shm_need *need, int k, int unused)
 }
 
 void
-shm_rewait(void)
+shm_unwant(int wi)
 {
-	struct shm_proc *me = &R->procs[shm_self];
+	struct shm_wait *w;
 
+	if (R == NULL || shm_self == -1)
+		return;
+	w = &R->procs[shm_self].waits[wi];
+	if (w->units == 0)
+		return;
 	lock_child();
-	memset(me->blocked, 0, sizeof(me->blocked));
+	w->units = 0;
+	/* Slots held back for us are free for the others now. */
+	wake_waiters();
 	unlock();
 }
 
 void
-shm_unwant(void)
+shm_unwant_all(void)
 {
-	struct shm_proc *me;
+	int w;
 
-	if (R == NULL || shm_self == -1)
-		return;
-	me = &R->procs[shm_self];
-	if (me->units == 0)
-		return;
-	lock_child();
-	me->units = 0;
-	memset(me->blocked, 0, sizeof(me->blocked));
-	/* Slots held back for us are free for the others now. */
-	wake_waiters();
-	unlock();
+	for (w = 0; w < SHM_WAITS; w++)
+		shm_unwant(w);
 }
 
 const struct shm_region *
@@ -572,7 +657,8 @@ shm_attach(const char *path, char *err, size_t errlen)
 	struct shm_region *p;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	/* O_NONBLOCK: a FIFO planted there must not hang us. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1) {
 		snprintf(err, errlen, "could not open \"%s\": %s", path,
 		    strerror(errno));
 		return NULL;

@@ -21,8 +21,10 @@
 #define SHM_MAX_SCOPES 256
 #define SHM_MAX_PROCS 128
 #define SHM_NAME_LEN 128
-#define SHM_NEED_MAX                                                           \
-	4 /* scopes one call needs: role, model, provider, global */
+/* Scopes one call needs: role, model, provider, global. */
+#define SHM_NEED_MAX 4
+/* Places in line per child: one per model of its role. */
+#define SHM_WAITS 4
 
 enum shm_kind {
 	SCOPE_FREE = 0,
@@ -53,10 +55,12 @@ struct shm_proc {
 	int32_t gen;       /* configuration generation */
 	uint32_t restarts; /* of this child's place in the table */
 	int64_t started;   /* wall clock, microseconds */
-	uint64_t ticket;   /* place of its first waiting slot; 0: none */
-	uint32_t units;    /* slots it waits for, from ticket on */
-	uint32_t pad;
-	uint32_t blocked[SHM_MAX_SCOPES / 32]; /* scopes it waits on */
+	struct shm_wait {
+		uint64_t ticket; /* place of its first waiting slot */
+		uint32_t units; /* slots it waits for from ticket on; 0: none */
+		int32_t scope;  /* the narrowest full scope it waits on */
+	} waits[SHM_WAITS];
+	int64_t woken_at; /* monotonic ms when sent SIGUSR2 */
 	uint32_t woken;   /* sent SIGUSR2, not yet back for slots */
 	uint32_t exiting; /* asked to stop */
 	uint16_t held[SHM_MAX_SCOPES];
@@ -111,7 +115,8 @@ void shm_destroy(void);
  * Master: bring the scope table in line with cfg (limits of scopes kept
  * by name are updated; scopes no longer configured are retired, and
  * reused once nobody holds them) and fill map.  Returns 0, or -1 with err
- * set when the table is full; then nothing changed.
+ * set when the table is full, or with errno EBUSY when the lock could not
+ * be had in time (try again); then nothing changed.
  */
 int shm_configure(
     const struct cfg *, int gen, struct shm_map *map, char *err, size_t errlen);
@@ -129,32 +134,42 @@ void shm_proc_start(int rec, pid_t pid, enum shm_proc_kind kind,
 /* Master: the child was asked to stop. */
 void shm_proc_exiting(int rec);
 /*
- * Master, right after waitpid(): give back every slot the dead child
- * held and free its record; if it died holding the lock, take the lock
- * from it.  Returns 0, or -1 when the lock is busy (try again later).
+ * Master, when a child has died but before it is reaped (so that its pid
+ * cannot be reused yet): if it held the lock, take the lock from it, and
+ * forget its pid so that nobody signals it again.
  */
-int shm_proc_gone(int rec, pid_t pid);
+void shm_proc_dead(int rec, pid_t pid);
+/*
+ * Master, after shm_proc_dead(): give back every slot the dead children
+ * recs[0..n-1] (whose pids were pids[]) held and free their records.  Returns
+ * 0, or -1 when the lock is busy (try again later).
+ */
+int shm_proc_free(const int *recs, const pid_t *pids, int n);
+/* Master: a record reserved for a child that was never started. */
+void shm_proc_unreserve(int rec);
 
 /* Child: the record it was given (set before fork). */
 extern int shm_self;
 
 /*
  * Child: take up to want slots in every scope of need, all or nothing
- * for each: returns how many (0..want).  Slots that processes waiting
- * longer are owed are not free to take.  With wait, when fewer than
- * want were free, the child queues for the scopes that were full and
- * receives SIGUSR2 when another process gives a slot back.
+ * for each: returns how many (0..want).  Slots owed to those who have
+ * waited longer are not free to take.  With wait, when fewer than want
+ * were free, the child stands in line (in place w, 0..SHM_WAITS-1, one
+ * per kind of need it has) on the narrowest scope that was full, and
+ * receives SIGUSR2 when another process gives a slot back; without
+ * wait, or when served in full, it leaves place w.
  */
-int shm_acquire(const struct shm_need *, int want, int wait);
+int shm_acquire(const struct shm_need *, int want, int wait, int w);
 /*
  * Child: give back k slots of need, and wake the waiters; unused when
  * they were taken for rows that were not there (not counted as taken).
  */
 void shm_release(const struct shm_need *, int k, int unused);
-/* Child: about to claim again: forget which scopes it waited on. */
-void shm_rewait(void);
-/* Child: no longer waiting for slots (nothing left to run, stopping). */
-void shm_unwant(void);
+/* Child: leave place w in line (nothing left to run for it). */
+void shm_unwant(int w);
+/* Child: leave every place (stopping, or lost its database). */
+void shm_unwant_all(void);
 
 /*
  * llmqctl: map the region at path read-only.  Returns it, or NULL with

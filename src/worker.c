@@ -165,6 +165,8 @@ struct worker {
 static void
 pg_drop(struct worker *w)
 {
+	/* No claims until we are back: hold no place in line meanwhile. */
+	shm_unwant_all();
 	if (w->pg != NULL) {
 		PQfinish(w->pg);
 		w->pg = NULL;
@@ -327,18 +329,20 @@ claim(struct worker *w)
 {
 	struct claimed *rows;
 	struct group *g;
-	int i, j, want, got, n, short_any = 0, full = 0;
+	int i, j, want, got, n, full = 0;
 
 	w->next_poll = mono_ms() + w->cfg->poll_interval_ms;
 	w->want_claim = 0;
-	shm_rewait();
 	for (j = 0; j < w->ngroups && w->pg != NULL; j++) {
 		g = &w->groups[(w->next_group + j) % w->ngroups];
 		want = w->cap - w->inflight;
 		if (want > w->cfg->batch_size)
 			want = w->cfg->batch_size;
-		if (want <= 0)
-			break; /* our own calls end: collect() wakes us */
+		if (want <= 0) {
+			/* Our own calls end first: collect() wakes us. */
+			shm_unwant_all();
+			break;
+		}
 		/*
 		 * Nothing known to wait: look for one row, holding one slot
 		 * for the look rather than every free one.  If it is there,
@@ -350,14 +354,16 @@ claim(struct worker *w)
 		 * Queue for slots only with rows known to be waiting; a look
 		 * on the poll timer must not hold slots back from others.
 		 */
-		if ((got = shm_acquire(&g->need, want, g->backlog)) == 0) {
-			short_any |= g->backlog;
+		/* In line when it has rows: woken when a slot frees. */
+		if ((got = shm_acquire(
+		         &g->need, want, g->backlog, g - w->groups)) == 0) {
 			continue;
 		}
 		n = db_claim(w->pg, w->role->name, w->me, got, w->cfg->lease_ms,
 		    w->role->max_attempts, &g->db, &rows);
 		if (n == -1) {
 			shm_release(&g->need, got, 1);
+			shm_unwant_all();
 			if (db_lost(w->pg))
 				pg_drop(w);
 			return;
@@ -366,16 +372,15 @@ claim(struct worker *w)
 		log_debug("claimed %d row%s for \"%s\" (slots: %d of %d)", n,
 		    n == 1 ? "" : "s", g->db.model, got, want);
 		/*
-		 * Every slot filled: more rows may be due.  Fewer than asked
-		 * for because slots ran short: more may be waiting too.
+		 * Every slot filled: more rows may be due (if slots ran short,
+		 * shm_acquire() has put us in line for more).  Fewer rows
+		 * than slots: this model's queue is empty for now.
 		 */
 		g->backlog = n == got;
-		if (n == got) {
-			if (got < want)
-				short_any = 1;
-			else
-				full = 1;
-		}
+		if (n == got && got == want)
+			full = 1;
+		else if (n < got)
+			shm_unwant(g - w->groups);
 		for (i = 0; i < n; i++)
 			start_call(w, &rows[i], g - w->groups);
 		db_claimed_free(rows, n);
@@ -383,12 +388,6 @@ claim(struct worker *w)
 	w->next_group = (w->next_group + 1) % w->ngroups;
 	/* A full batch: look again as soon as a slot is free here. */
 	w->want_claim = full;
-	/*
-	 * Nothing was left waiting for a slot: no need to be woken when
-	 * another process gives one back.
-	 */
-	if (!short_any)
-		shm_unwant();
 }
 
 /* Move every transfer that ended to the done list. */
@@ -741,7 +740,7 @@ worker_main(
 			w.want_claim = 1;
 		}
 		if (w.stopping)
-			shm_unwant();
+			shm_unwant_all();
 		if (w.stopping == 1 && now >= w.stop_deadline &&
 		    w.inflight > 0) {
 			log_warnx("shutdown_timeout reached: handing back %d "
