@@ -10,10 +10,16 @@
  * (sync_sleepers()) makes sure every signal sent before it has been
  * counted, so that "woken once" and "not woken" are exact.  Covered:
  * shm_path, shm_configure (limits, map, reload: keep by name, retire,
- * reuse, a full table), all-or-nothing acquisition across scopes, held
- * counts, FIFO queueing on the narrowest full scope, wake-ups,
- * shm_proc_gone (a dead child's slots, a half-done update, a dead lock
- * holder, a busy lock) and shm_attach.  Output is TAP, as test_cfg.c.
+ * reuse, a full table, a busy lock), the records (reserve, start,
+ * unreserve), all-or-nothing acquisition across scopes, held counts,
+ * FIFO queueing on the narrowest full scope with one place in line per
+ * need and its own tickets, what is owed (to other places of the same
+ * child too, at most a limit per place, nothing to a waiter woken long
+ * ago), wake-ups (on a release, and when a place is given up or moves),
+ * the master's clean-up after a death (shm_proc_dead: the pid and a lock
+ * it held; shm_proc_free: its slots, a half-done update, a busy lock), a
+ * child taking the lock over from a holder that no longer exists, and
+ * shm_attach.  Output is TAP, as test_cfg.c.
  */
 #include "config.h"
 
@@ -276,13 +282,19 @@ sim(int sl, const char *role)
 	return rec;
 }
 
-/* The master reaps it: its slots go back, its record is freed. */
+/*
+ * The master sees it die (its pid forgotten) and then frees its record:
+ * its slots go back.
+ */
 static void
 sim_end(int rec)
 {
+	pid_t pid = sleeper[rec_sl[rec]];
+
 	shm_self = -1;
-	if (shm_proc_gone(rec, sleeper[rec_sl[rec]]) == -1)
-		printf("# shm_proc_gone(%d) failed\n", rec);
+	shm_proc_dead(rec, pid);
+	if (shm_proc_free(&rec, &pid, 1) == -1)
+		printf("# shm_proc_free(%d) failed\n", rec);
 }
 
 static void
@@ -303,10 +315,18 @@ held(int rec, int s)
 	return V->procs[rec].held[s];
 }
 
-static int
-blocked(int rec, int s)
+/* Place w of record rec. */
+static const struct shm_wait *
+place(int rec, int w)
 {
-	return (V->procs[rec].blocked[s / 32] >> (s % 32)) & 1;
+	return &V->procs[rec].waits[w];
+}
+
+/* Place w of record rec stands in line on scope s. */
+static int
+waits_on(int rec, int w, int s)
+{
+	return place(rec, w)->units != 0 && place(rec, w)->scope == s;
 }
 
 /* Every scope's count is the sum of the records' holds. */
@@ -515,10 +535,12 @@ test_configure(void)
 	nFree.idx[1] = M1.providers[0];
 }
 
+/* Case 2: the records of the children. */
 static void
 test_procs(void)
 {
-	int r1, r2, recs[SHM_MAX_PROCS], i, n;
+	int r1, r2, recs[SHM_MAX_PROCS], i, n, ok;
+	pid_t pid;
 
 	r1 = shm_proc_reserve();
 	r2 = shm_proc_reserve();
@@ -534,13 +556,23 @@ test_procs(void)
 	    "shm_proc_start fills the record in");
 	shm_proc_exiting(r1);
 	CHECK(V->procs[r1].exiting == 1, "shm_proc_exiting marks it");
-	CHECK(shm_proc_gone(r1, sleeper[0]) == 0 &&
+	shm_self = -1;
+	shm_proc_dead(r1, sleeper[0]);
+	CHECK(V->procs[r1].pid == 0 && V->procs[r1].kind == PROC_CONSUMER &&
+	        V->procs[r1].gen == 3 && V->lock == 0,
+	    "shm_proc_dead forgets the pid, keeps the record until freed");
+	pid = sleeper[0];
+	CHECK(shm_proc_free(&r1, &pid, 1) == 0 &&
 	        V->procs[r1].kind == PROC_FREE && V->procs[r1].pid == 0 &&
-	        shm_proc_gone(r2, 0) == 0,
-	    "shm_proc_gone frees the record");
+	        V->procs[r1].role[0] == '\0' && !V->procs[r1].exiting,
+	    "shm_proc_free frees the record");
+	CHECK(V->procs[r2].kind == PROC_WORKER, "the other record is kept");
+	shm_proc_unreserve(r2);
+	CHECK(V->procs[r2].kind == PROC_FREE && V->procs[r2].pid == 0,
+	    "shm_proc_unreserve frees a record that was never started");
 	CHECK(shm_proc_reserve() == (r1 < r2 ? r1 : r2),
 	    "a freed record is reused");
-	shm_proc_gone(r1 < r2 ? r1 : r2, 0);
+	shm_proc_unreserve(r1 < r2 ? r1 : r2);
 
 	for (n = 0; n < SHM_MAX_PROCS; n++)
 		if ((recs[n] = shm_proc_reserve()) == -1)
@@ -548,7 +580,11 @@ test_procs(void)
 	CHECK(n == SHM_MAX_PROCS && shm_proc_reserve() == -1,
 	    "%d records, then shm_proc_reserve returns -1", SHM_MAX_PROCS);
 	for (i = 0; i < n; i++)
-		shm_proc_gone(recs[i], 0);
+		shm_proc_unreserve(recs[i]);
+	ok = 1;
+	for (i = 0; i < SHM_MAX_PROCS; i++)
+		ok &= V->procs[i].kind == PROC_FREE;
+	CHECK(ok, "every record unreserved: the table is empty again");
 }
 
 /* Case 3: all or nothing across the scopes of a need. */
@@ -567,13 +603,13 @@ test_all_or_nothing(void)
 	rd = sim(3, "d");
 
 	as(ra);
-	got = shm_acquire(&nA, 5, 0);
+	got = shm_acquire(&nA, 5, 0, 0);
 	CHECK(got == 2, "role a (limit 2) wanting 5 gets 2 (got %d)", got);
 	CHECK(inflight(ia) == 2 && inflight(light) == 2 &&
 	        inflight(local) == 2 && inflight(g) == 2,
 	    "the 2 are counted in role, model, provider and global");
 	as(rb);
-	got = shm_acquire(&nB, 5, 0);
+	got = shm_acquire(&nB, 5, 0, 0);
 	CHECK(got == 4,
 	    "role b (limit 5) wanting 5 gets 4: global binds "
 	    "(got %d)",
@@ -583,11 +619,11 @@ test_all_or_nothing(void)
 
 	denied = V->scopes[g].denied;
 	as(rc);
-	got = shm_acquire(&nC, 3, 0);
+	got = shm_acquire(&nC, 3, 0, 0);
 	CHECK(got == 0 && inflight(ic) == 0 && inflight(heavy) == 0 &&
 	        inflight(g) == 6 && V->scopes[ic].acquired == 0,
 	    "global full: role c gets nothing in any scope (got %d)", got);
-	CHECK(V->scopes[g].denied == denied && V->procs[rc].units == 0,
+	CHECK(V->scopes[g].denied == denied && V->procs[rc].waits[0].units == 0,
 	    "without wait: not counted as denied, not queued");
 
 	as(rb);
@@ -595,7 +631,7 @@ test_all_or_nothing(void)
 	CHECK(inflight(g) == 4 && inflight(ib) == 2 && inflight(light) == 4,
 	    "shm_release gives back in every scope");
 	as(rc);
-	got = shm_acquire(&nC, 3, 0);
+	got = shm_acquire(&nC, 3, 0, 0);
 	CHECK(got == 1 && inflight(heavy) == 1 && inflight(ic) == 1 &&
 	        inflight(local) == 5 && inflight(g) == 5,
 	    "model heavy (limit 1) binds with global room: 1 (got %d)", got);
@@ -605,13 +641,13 @@ test_all_or_nothing(void)
 	as(rb);
 	shm_release(&nB, 2, 0);
 	as(rd);
-	got = shm_acquire(&nD, 5, 0);
+	got = shm_acquire(&nD, 5, 0, 0);
 	CHECK(got == 3 && inflight(cloud) == 3 && inflight(id) == 3 &&
 	        inflight(g) == 4,
 	    "provider cloud (limit 3) binds: 3 (got %d)", got);
 
 	as(ra);
-	got = shm_acquire(&nFree, 1000, 0);
+	got = shm_acquire(&nFree, 1000, 0, 0);
 	CHECK(got == 1000 && inflight(light) == 1000,
 	    "scopes with limit 0 never limit: 1000 of 1000 (got %d)", got);
 	shm_release(&nFree, got, 0);
@@ -647,9 +683,9 @@ test_held(void)
 	acq_b = V->scopes[ib].acquired;
 	acq_g = V->scopes[g].acquired;
 	as(ra);
-	shm_acquire(&nA, 1, 0);
+	shm_acquire(&nA, 1, 0, 0);
 	as(rb);
-	shm_acquire(&nB, 3, 0);
+	shm_acquire(&nB, 3, 0, 0);
 	CHECK(held(rb, ib) == 3 && held(rb, light) == 3 && held(rb, g) == 3 &&
 	        held(ra, g) == 1 && held(ra, ib) == 0 && held(ra, light) == 1,
 	    "held[] per record and scope");
@@ -687,36 +723,34 @@ test_fifo(void)
 	rx = sim(2, "d");
 	ry = sim(3, "c");
 	as(ra);
-	shm_acquire(&nA, 2, 0);
+	shm_acquire(&nA, 2, 0, 0);
 	as(rb);
-	shm_acquire(&nB, 4, 0);
+	shm_acquire(&nB, 4, 0, 0);
 
 	denied = V->scopes[g].denied;
 	as(rx);
-	shm_rewait();
-	got = shm_acquire(&nD, 2, 1);
-	t0 = V->procs[rx].ticket;
-	CHECK(got == 0 && V->procs[rx].units == 2 && t0 != 0 &&
-	        blocked(rx, g) && !blocked(rx, id) && !blocked(rx, nD.idx[1]),
+	got = shm_acquire(&nD, 2, 1, 0);
+	t0 = V->procs[rx].waits[0].ticket;
+	CHECK(got == 0 && V->procs[rx].waits[0].units == 2 && t0 != 0 &&
+	        waits_on(rx, 0, g) && !waits_on(rx, 0, id) && !waits_on(rx, 0, nD.idx[1]),
 	    "short with wait: queued for 2 on global only");
 	CHECK(V->scopes[g].denied == denied + 1, "global counted as denied");
 
 	as(rb);
 	shm_release(&nB, 1, 0);
 	as(ry);
-	got = shm_acquire(&nC, 1, 0);
+	got = shm_acquire(&nC, 1, 0, 0);
 	CHECK(got == 0 && inflight(g) == 5,
 	    "a freed slot owed to an older waiter is not free to another "
 	    "(got %d)",
 	    got);
-	got = shm_acquire(&nC, 1, 1);
-	CHECK(got == 0 && V->procs[ry].units == 1 && V->procs[ry].ticket > t0,
+	got = shm_acquire(&nC, 1, 1, 0);
+	CHECK(got == 0 && V->procs[ry].waits[0].units == 1 && V->procs[ry].waits[0].ticket > t0,
 	    "the newcomer queues behind");
 	as(rx);
-	shm_rewait();
-	got = shm_acquire(&nD, 2, 1);
-	CHECK(got == 1 && V->procs[rx].units == 1 &&
-	        V->procs[rx].ticket == t0 + 1,
+	got = shm_acquire(&nD, 2, 1, 0);
+	CHECK(got == 1 && V->procs[rx].waits[0].units == 1 &&
+	        V->procs[rx].waits[0].ticket == t0 + 1,
 	    "the older waiter gets the freed slot, waits for 1 more "
 	    "(got %d)",
 	    got);
@@ -724,27 +758,20 @@ test_fifo(void)
 	as(rb);
 	shm_release(&nB, 1, 0);
 	as(ry);
-	shm_rewait();
-	got = shm_acquire(&nC, 1, 1);
+	got = shm_acquire(&nC, 1, 1, 0);
 	CHECK(got == 0,
 	    "served in part, the older waiter keeps its place "
 	    "(got %d)",
 	    got);
 	as(rx);
-	shm_rewait();
-	got = shm_acquire(&nD, 1, 1);
-	/* As worker.c does at the end of a round with nothing short. */
-	shm_unwant();
-	CHECK(got == 1 && V->procs[rx].units == 0,
-	    "served in full, then shm_unwant(): no longer waiting (got %d)",
-	    got);
+	got = shm_acquire(&nD, 1, 1, 0);
+	CHECK(got == 1 && place(rx, 0)->units == 0,
+	    "served in full: it leaves its place in line (got %d)", got);
 	as(rb);
 	shm_release(&nB, 1, 0);
 	as(ry);
-	shm_rewait();
-	got = shm_acquire(&nC, 1, 1);
-	shm_unwant();
-	CHECK(got == 1 && V->procs[ry].units == 0 && inflight(g) == 6,
+	got = shm_acquire(&nC, 1, 1, 0);
+	CHECK(got == 1 && place(ry, 0)->units == 0 && inflight(g) == 6,
 	    "then the newcomer's turn (got %d)", got);
 	sim_end(ra);
 	sim_end(rb);
@@ -756,30 +783,28 @@ test_fifo(void)
 	rz = sim(0, "a");
 	rb = sim(1, "b");
 	as(rz);
-	shm_acquire(&nA, 2, 0);
+	shm_acquire(&nA, 2, 0, 0);
 	denied = V->scopes[ia].denied;
-	shm_rewait();
-	got = shm_acquire(&nA, 1, 1);
-	CHECK(got == 0 && V->procs[rz].units == 1 && blocked(rz, ia) &&
-	        !blocked(rz, g) && V->scopes[ia].denied == denied + 1,
+	got = shm_acquire(&nA, 1, 1, 0);
+	CHECK(got == 0 && V->procs[rz].waits[0].units == 1 && waits_on(rz, 0, ia) &&
+	        !waits_on(rz, 0, g) && V->scopes[ia].denied == denied + 1,
 	    "short on its role: queued on the role scope only");
 	as(rb);
-	got = shm_acquire(&nB, 4, 0);
+	got = shm_acquire(&nB, 4, 0, 0);
 	CHECK(got == 4 && inflight(g) == 6,
 	    "a child held back by its own role holds no global slot back "
 	    "(got %d of 4)",
 	    got);
 	/* Now global is full too: still queued on the role only. */
 	as(rz);
-	shm_rewait();
-	got = shm_acquire(&nA, 1, 1);
-	CHECK(got == 0 && blocked(rz, ia) && !blocked(rz, g),
+	got = shm_acquire(&nA, 1, 1, 0);
+	CHECK(got == 0 && waits_on(rz, 0, ia) && !waits_on(rz, 0, g),
 	    "short on its role and on global: queued on the role only");
 	as(rb);
 	shm_release(&nB, 1, 0);
 	rx = sim(2, "c");
 	as(rx);
-	got = shm_acquire(&nC, 1, 0);
+	got = shm_acquire(&nC, 1, 0, 0);
 	CHECK(
 	    got == 1, "so a freed global slot is free to others (got %d)", got);
 	sim_end(rx);
@@ -792,22 +817,22 @@ test_fifo(void)
 	rx = sim(2, "d");
 	ry = sim(3, "c");
 	as(ra);
-	shm_acquire(&nA, 2, 0);
+	shm_acquire(&nA, 2, 0, 0);
 	as(rb);
-	shm_acquire(&nB, 4, 0);
+	shm_acquire(&nB, 4, 0, 0);
 	as(rx);
-	shm_acquire(&nD, 1, 1);
+	shm_acquire(&nD, 1, 1, 0);
 	as(rb);
 	shm_release(&nB, 1, 0);
 	as(ry);
-	got = shm_acquire(&nC, 1, 0);
+	got = shm_acquire(&nC, 1, 0, 0);
 	CHECK(got == 0, "owed to the waiter (got %d)", got);
 	as(rx);
-	shm_unwant();
-	CHECK(V->procs[rx].units == 0 && !blocked(rx, g),
+	shm_unwant(0);
+	CHECK(V->procs[rx].waits[0].units == 0 && !waits_on(rx, 0, g),
 	    "shm_unwant leaves the queue");
 	as(ry);
-	got = shm_acquire(&nC, 1, 0);
+	got = shm_acquire(&nC, 1, 0, 0);
 	CHECK(got == 1,
 	    "after shm_unwant the slot is free to others "
 	    "(got %d)",
@@ -832,70 +857,79 @@ test_fifo(void)
 	rx = sim(2, "d");
 	ry = sim(3, "c");
 	as(ra);
-	shm_acquire(&nA, 2, 0);
+	shm_acquire(&nA, 2, 0, 0);
 	as(rb);
-	shm_acquire(&nB, 4, 0);
+	shm_acquire(&nB, 4, 0, 0);
 	as(rx);
-	shm_rewait();
-	shm_acquire(&nD, 1, 1);
+	shm_acquire(&nD, 1, 1, 0);
 	as(ry);
-	shm_rewait();
-	shm_acquire(&nC, 1, 1);
+	shm_acquire(&nC, 1, 1, 0);
 	as(rx);
-	shm_rewait();
-	shm_acquire(&nD, 2, 1);
+	shm_acquire(&nD, 2, 1, 0);
 	as(rb);
 	shm_release(&nB, 2, 0);
 	as(ry);
-	shm_rewait();
-	got = shm_acquire(&nC, 1, 1);
+	got = shm_acquire(&nC, 1, 1, 0);
 	CHECK(got == 1,
 	    "a waiter whose count grew is not served ahead of a later one "
 	    "for its new slots (got %d, want 1)",
 	    got);
 	if (got != 1)
 		printf("#   tickets: x %llu units %u, y %llu units %u\n",
-		    (unsigned long long)V->procs[rx].ticket, V->procs[rx].units,
-		    (unsigned long long)V->procs[ry].ticket,
-		    V->procs[ry].units);
+		    (unsigned long long)V->procs[rx].waits[0].ticket, V->procs[rx].waits[0].units,
+		    (unsigned long long)V->procs[ry].waits[0].ticket,
+		    V->procs[ry].waits[0].units);
 	sim_end(ra);
 	sim_end(rb);
 	sim_end(rx);
 	sim_end(ry);
 
 	/*
-	 * A role with two models, as worker.c claims for it: short on heavy
-	 * for one group, served in full for the other: still waiting, for
-	 * heavy.  Later it waits on its own role only (shm_rewait() forgot
-	 * heavy); heavy must be free to others.
+	 * A role with two models, as worker.c claims for it, one place in
+	 * line per model: short on heavy in place 0, served in full on light
+	 * in place 1: place 0 still waits, for heavy.  Then place 1 is short
+	 * on the role, and so is place 0 when it comes back: it moves to the
+	 * role, and heavy must be free to others.
 	 */
 	ra = sim(0, "c");
 	rx = sim(1, "e");
 	ry = sim(2, "c");
 	as(ra);
-	shm_acquire(&nC, 1, 0);
+	shm_acquire(&nC, 1, 0, 0);
 	as(rx);
-	shm_rewait();
-	got = shm_acquire(&nEh, 1, 1);
-	got += 10 * shm_acquire(&nEl, 1, 1);
-	CHECK(got == 10 && V->procs[rx].units == 1 && blocked(rx, heavy),
-	    "two groups: short on heavy, served in full on light: still "
-	    "waiting for heavy");
-	shm_rewait();
-	got = shm_acquire(&nEl, 4, 1);
-	CHECK(got == 3 && V->procs[rx].units == 1 && blocked(rx, ie),
-	    "then short on its own role (got %d)", got);
+	got = shm_acquire(&nEh, 1, 1, 0);
+	got += 10 * shm_acquire(&nEl, 1, 1, 1);
+	CHECK(got == 10 && place(rx, 0)->units == 1 && waits_on(rx, 0, heavy) &&
+	        place(rx, 1)->units == 0,
+	    "two places: short on heavy in one, served in full on light in "
+	    "the other: still waiting for heavy");
+	got = shm_acquire(&nEl, 4, 1, 1);
+	CHECK(got == 3 && place(rx, 1)->units == 1 && waits_on(rx, 1, ie) &&
+	        waits_on(rx, 0, heavy),
+	    "then the light place is short on its own role (got %d); the "
+	    "heavy place keeps waiting on heavy",
+	    got);
 	as(ra);
 	shm_release(&nC, 1, 0);
 	as(ry);
-	got = shm_acquire(&nC, 1, 0);
+	got = shm_acquire(&nC, 1, 0, 0);
+	CHECK(got == 0 && inflight(heavy) == 0,
+	    "a place in line for heavy holds heavy's freed slot back "
+	    "(got %d)",
+	    got);
+	as(rx);
+	got = shm_acquire(&nEh, 1, 1, 0);
+	CHECK(got == 0 && waits_on(rx, 0, ie) && !waits_on(rx, 0, heavy),
+	    "back with its role full, the heavy place moves to the role");
+	as(ry);
+	got = shm_acquire(&nC, 1, 0, 0);
 	CHECK(got == 1 && inflight(heavy) == 1,
 	    "a child waiting on its role only holds no heavy slot back "
 	    "(got %d, want 1)",
 	    got);
 	if (got != 1)
-		printf("#   blocked on heavy: %d, on role e: %d\n",
-		    blocked(rx, heavy), blocked(rx, ie));
+		printf("#   place 0 on heavy: %d, on role e: %d\n",
+		    waits_on(rx, 0, heavy), waits_on(rx, 0, ie));
 	sim_end(ra);
 	sim_end(rx);
 	sim_end(ry);
@@ -914,17 +948,17 @@ test_wake(void)
 	ry = sim(3, "c");
 	rz = sim(4, "a");
 	as(ra);
-	shm_acquire(&nA, 2, 0);
+	shm_acquire(&nA, 2, 0, 0);
 	as(rb);
-	shm_acquire(&nB, 4, 0);
+	shm_acquire(&nB, 4, 0, 0);
 	as(rx);
-	shm_acquire(&nD, 1, 1);
+	shm_acquire(&nD, 1, 1, 0);
 	as(ry);
-	shm_acquire(&nC, 1, 1);
+	shm_acquire(&nC, 1, 1, 0);
 	as(rb);
-	shm_acquire(&nB, 1, 1); /* b waits too */
-	CHECK(V->procs[rx].units == 1 && V->procs[ry].units == 1 &&
-	        V->procs[rb].units == 1 && V->procs[rz].units == 0,
+	shm_acquire(&nB, 1, 1, 0); /* b waits too */
+	CHECK(V->procs[rx].waits[0].units == 1 && V->procs[ry].waits[0].units == 1 &&
+	        V->procs[rb].waits[0].units == 1 && V->procs[rz].waits[0].units == 0,
 	    "x, y and b wait; a and z do not");
 	CHECK(sync_sleepers() == 0, "sleepers answer");
 	memcpy(before, wakes, sizeof(before));
@@ -946,9 +980,8 @@ test_wake(void)
 	    "a second release sends nothing until they come back");
 
 	as(rx);
-	shm_rewait();
-	got = shm_acquire(&nD, 3, 1);
-	CHECK(got == 2 && V->procs[rx].units == 1 && !V->procs[rx].woken,
+	got = shm_acquire(&nD, 3, 1, 0);
+	CHECK(got == 2 && V->procs[rx].waits[0].units == 1 && !V->procs[rx].woken,
 	    "x comes back, takes 2 and waits for 1 more (got %d)", got);
 	as(ra);
 	shm_release(&nA, 1, 0);
@@ -957,13 +990,16 @@ test_wake(void)
 	        wakes[1] == before[1] + 1,
 	    "the next release wakes x again and b, not y (still woken)");
 
+	/* Giving up wakes those not woken yet: here, nobody. */
 	as(rx);
-	shm_unwant();
+	shm_unwant(0);
 	as(ra);
 	shm_release(&nA, 1, 0);
 	CHECK(sync_sleepers() == 0, "sleepers answer");
-	CHECK(wakes[2] == before[2] + 2 && wakes[1] == before[1] + 1,
-	    "after shm_unwant, no more wake-ups for x; b is still woken");
+	CHECK(wakes[2] == before[2] + 2 && wakes[1] == before[1] + 1 &&
+	        wakes[3] == before[3] + 1,
+	    "after shm_unwant, no more wake-ups for x; b and y are still "
+	    "woken");
 
 	sim_end(ra);
 	sim_end(rb);
@@ -1005,7 +1041,7 @@ test_gone(void)
 	ra = sim(0, "a");
 	rx = sim(2, "d");
 	as(ra);
-	shm_acquire(&nA, 2, 0);
+	shm_acquire(&nA, 2, 0, 0);
 
 	/* A real child takes slots and exits without giving them back. */
 	rg = shm_proc_reserve();
@@ -1016,7 +1052,7 @@ test_gone(void)
 	fflush(stdout);
 	if ((pid = fork()) == 0) {
 		shm_self = rg;
-		k = shm_acquire(&nB, 4, 0);
+		k = shm_acquire(&nB, 4, 0, 0);
 		if (write(fds[1], &k, sizeof(k)) != sizeof(k))
 			_exit(1);
 		_exit(0);
@@ -1032,7 +1068,7 @@ test_gone(void)
 	    k == 4 && held(rg, g) == 4 && held(rg, ib) == 4 && inflight(g) == 6,
 	    "a forked child took 4 slots and died holding them");
 	as(rx);
-	shm_acquire(&nD, 1, 1);
+	shm_acquire(&nD, 1, 1, 0);
 	CHECK(sync_sleepers() == 0, "sleepers answer");
 	before = wakes[2];
 	shm_self = -1;
@@ -1142,7 +1178,7 @@ hold_each(const struct cfg *c, const struct shm_map *m, int take)
 		else
 			n.idx[0] = m->providers[i - c->nroles - c->nmodels];
 		if (take)
-			k += (size_t)shm_acquire(&n, 1, 0);
+			k += (size_t)shm_acquire(&n, 1, 0, 0);
 		else
 			shm_release(&n, 1, 0);
 	}
@@ -1255,13 +1291,13 @@ test_reload(void)
 	rc = sim(1, "c");
 	rx = sim(2, "d");
 	as(ra);
-	shm_acquire(&nA, 1, 0);
+	shm_acquire(&nA, 1, 0, 0);
 	as(rc);
-	shm_acquire(&nC, 1, 0);
+	shm_acquire(&nC, 1, 0, 0);
 	as(rx);
-	shm_acquire(&nD, 5, 1);
+	shm_acquire(&nD, 5, 1, 0);
 	acq_a = V->scopes[ia].acquired;
-	CHECK(V->procs[rx].units == 2 && inflight(heavy) == 1 &&
+	CHECK(V->procs[rx].waits[0].units == 2 && inflight(heavy) == 1 &&
 	        sync_sleepers() == 0,
 	    "before the reload: slots held in role a and heavy, d waits");
 	before = wakes[2];
