@@ -55,6 +55,8 @@ int ctl_help(const struct ctl *, int ch);
 int ctl_usage_error(const struct ctl *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 void ctl_getopt_init(const struct ctl *, char **);
+/* After getopt: 0 when no argument is left, else the usage error's status. */
+int ctl_no_args(const struct ctl *, int argc, char **argv);
 
 int ctl_parse_id(const char *, int64_t *);
 int ctl_parse_int(const char *, long, long, long *);

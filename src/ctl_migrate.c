@@ -214,7 +214,7 @@ ctl_migrate(struct ctl *ctl, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch, dry_run = 0;
+	int ch, dry_run = 0, rc;
 
 	ctl_getopt_init(ctl, argv);
 	while ((ch = getopt_long(argc, argv, "+nh", opts, NULL)) != -1) {
@@ -226,10 +226,8 @@ ctl_migrate(struct ctl *ctl, int argc, char **argv)
 			return ctl_help(ctl, ch);
 		}
 	}
-	if (optind != argc) {
-		return ctl_usage_error(
-		    ctl, "unexpected argument \"%s\"", argv[optind]);
-	}
+	if ((rc = ctl_no_args(ctl, argc, argv)) != 0)
+		return rc;
 
 	if (ctl_connect(ctl, 1) == -1)
 		return 1;

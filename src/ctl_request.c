@@ -814,7 +814,7 @@ ctl_list(struct ctl *ctl, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *status = NULL, *role = NULL, *limit = "20";
-	int ch, as_json = 0;
+	int ch, as_json = 0, rc;
 	long v;
 
 	ctl_getopt_init(ctl, argv);
@@ -848,10 +848,8 @@ ctl_list(struct ctl *ctl, int argc, char **argv)
 			return ctl_help(ctl, ch);
 		}
 	}
-	if (optind != argc) {
-		return ctl_usage_error(
-		    ctl, "unexpected argument \"%s\"", argv[optind]);
-	}
+	if ((rc = ctl_no_args(ctl, argc, argv)) != 0)
+		return rc;
 	if (ctl_connect(ctl, 0) == -1)
 		return 1;
 	return list_run(ctl->conn, status, role, limit, as_json);

@@ -776,10 +776,8 @@ ctl_status(struct ctl *ctl, int argc, char **argv)
 			return ctl_help(ctl, ch);
 		}
 	}
-	if (optind != argc) {
-		return ctl_usage_error(
-		    ctl, "unexpected argument \"%s\"", argv[optind]);
-	}
+	if ((rc = ctl_no_args(ctl, argc, argv)) != 0)
+		return rc;
 	/* llmqd is found through the pidfile its configuration names. */
 	if (ctl_load_config(ctl) == -1)
 		return 1;

@@ -230,6 +230,14 @@ ctl_usage_error(const struct ctl *ctl, const char *fmt, ...)
  * Reset getopt for a command's own options, with argv[0] set so that
  * getopt's messages read "llmqctl submit: unrecognized option ...".
  */
+int
+ctl_no_args(const struct ctl *ctl, int argc, char **argv)
+{
+	if (optind == argc)
+		return 0;
+	return ctl_usage_error(ctl, "unexpected argument \"%s\"", argv[optind]);
+}
+
 void
 ctl_getopt_init(const struct ctl *ctl, char **argv)
 {

@@ -21,28 +21,7 @@
 #include "cfg.h"
 #include "util.h"
 
-static int ntest, npass, nfail;
-
-static void check(int, const char *, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	ntest++;
-	if (ok)
-		npass++;
-	else
-		nfail++;
-	printf("%sok %d - ", ok ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
-#define CHECK(cond, ...) check((cond) != 0, __VA_ARGS__)
+#include "tap.h"
 
 static void
 skip(const char *why)
@@ -703,7 +682,5 @@ main(int argc, char **argv)
 	test_files();
 	test_no_secrets();
 	test_sample(argc > 1 ? argv[1] : NULL);
-	printf("1..%d\n", ntest);
-	printf("# %d passed, %d failed\n", npass, nfail);
-	return nfail == 0 ? 0 : 1;
+	return tap_done();
 }

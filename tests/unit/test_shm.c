@@ -42,28 +42,7 @@
 #include "shm.h"
 #include "util.h"
 
-static int ntest, npass, nfail;
-
-static void check(int, const char *, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	ntest++;
-	if (ok)
-		npass++;
-	else
-		nfail++;
-	printf("%sok %d - ", ok ? "" : "not ", ntest);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
-
-#define CHECK(cond, ...) check((cond) != 0, __VA_ARGS__)
+#include "tap.h"
 
 /*
  * global 6; roles a (2), b (5), c (4, on the model "heavy" limited to 1),
@@ -330,6 +309,16 @@ waits_on(int rec, int w, int s)
 }
 
 /* Every scope's count is the sum of the records' holds. */
+/* Entry idx is a live scope of this kind, name and limit. */
+static int
+scope_is(int idx, enum shm_kind kind, const char *name, int limit)
+{
+	const struct shm_scope *sc = &V->scopes[idx];
+
+	return sc->kind == kind && strcmp(sc->name, name) == 0 &&
+	    sc->limit == limit && sc->live;
+}
+
 static int
 sums_match(void)
 {
@@ -473,36 +462,21 @@ test_configure(void)
 	        sc->kind == SCOPE_GLOBAL && strcmp(sc->name, "global") == 0 &&
 	        sc->limit == 6 && sc->live && sc->inflight == 0,
 	    "global scope: limit 6");
-	ok = 1;
-	for (i = 0; i < C1->nroles; i++) {
-		sc = &V->scopes[M1.roles[i]];
-		if (sc->kind != SCOPE_ROLE ||
-		    strcmp(sc->name, C1->roles[i].name) != 0 ||
-		    sc->limit != C1->roles[i].concurrency || !sc->live)
-			ok = 0;
-	}
+	for (ok = 1, i = 0; i < C1->nroles; i++)
+		ok &= scope_is(M1.roles[i], SCOPE_ROLE, C1->roles[i].name,
+		    C1->roles[i].concurrency);
 	CHECK(ok && V->scopes[M1.roles[0]].limit == 2 &&
 	        V->scopes[M1.roles[2]].limit == 4,
 	    "each role has a scope of its name limited to its concurrency");
-	ok = 1;
-	for (i = 0; i < C1->nmodels; i++) {
-		sc = &V->scopes[M1.models[i]];
-		if (sc->kind != SCOPE_MODEL ||
-		    strcmp(sc->name, C1->models[i].name) != 0 ||
-		    sc->limit != C1->models[i].concurrency || !sc->live)
-			ok = 0;
-	}
+	for (ok = 1, i = 0; i < C1->nmodels; i++)
+		ok &= scope_is(M1.models[i], SCOPE_MODEL, C1->models[i].name,
+		    C1->models[i].concurrency);
 	CHECK(ok && V->scopes[M1.models[0]].limit == 0 &&
 	        V->scopes[M1.models[1]].limit == 1,
 	    "each model has a scope; no concurrency is limit 0");
-	ok = 1;
-	for (i = 0; i < C1->nproviders; i++) {
-		sc = &V->scopes[M1.providers[i]];
-		if (sc->kind != SCOPE_PROVIDER ||
-		    strcmp(sc->name, C1->providers[i].name) != 0 ||
-		    sc->limit != C1->providers[i].concurrency || !sc->live)
-			ok = 0;
-	}
+	for (ok = 1, i = 0; i < C1->nproviders; i++)
+		ok &= scope_is(M1.providers[i], SCOPE_PROVIDER,
+		    C1->providers[i].name, C1->providers[i].concurrency);
 	CHECK(ok && V->scopes[M1.providers[0]].limit == 0 &&
 	        V->scopes[M1.providers[1]].limit == 3,
 	    "each provider has a scope with its limit");
@@ -1979,7 +1953,5 @@ main(int argc, char **argv)
 	stop_sleepers();
 	shm_map_free(&M1);
 	cfg_free(C1);
-	printf("1..%d\n", ntest);
-	printf("# %d passed, %d failed\n", npass, nfail);
-	return nfail == 0 ? 0 : 1;
+	return tap_done();
 }
