@@ -82,6 +82,9 @@ CREATE TRIGGER requests_prepare
 	BEFORE INSERT OR UPDATE OF messages ON llmq.requests
 	FOR EACH ROW EXECUTE FUNCTION llmq.prepare_request();
 
+-- llmqd runs the same UPDATE as a prepared statement ("claim" in
+-- src/db.c) for a model without a cap; keep the two alike.
+--
 -- Claim at most p_n due rows of p_role for one model of it, for holder
 -- p_holder.  Which rows belong to that model: those naming one of
 -- p_models, or naming none and having a complexity in p_cx; with

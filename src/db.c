@@ -1,11 +1,12 @@
 /*
  * db.c: the statements llmqd runs, prepared once per connection.
  *
- * The claim is llmq.claim() (sql/002_limits.sql): one UPDATE over a
- * SKIP LOCKED sub-select that reads only the partial index of pending
- * rows, so concurrent workers never block one another and never take the
- * same row; for a model with a cluster-wide cap, under an advisory lock
- * and after counting the rows in flight on it.  The finish is one UPDATE
+ * The claim is one UPDATE over a SKIP LOCKED sub-select that reads only
+ * the partial index of pending rows, so concurrent workers never block
+ * one another and never take the same row; for a model with a
+ * cluster-wide cap it is llmq.claim() (sql/002_limits.sql), which runs
+ * the same UPDATE under an advisory lock after counting the rows in
+ * flight on the model.  The finish is one UPDATE
  * over a JSON array of results; it is fenced by status, holder and
  * attempt so that a result that arrives late (after its row was rescued
  * and claimed again) changes nothing.  The NOTIFY that wakes a caller is
@@ -30,8 +31,35 @@ static const struct {
 	const char *name;
 	const char *sql;
 } stmts[] = {
-	/* See llmq.claim() in sql/002_limits.sql. */
+	/*
+	 * The claim of llmq.claim() (sql/002_limits.sql) without a cluster
+	 * cap, as a prepared statement: it spares a model without a cap the
+	 * function's overhead on every pick-up.  Keep the two alike.
+	 */
 	{ "claim",
+	    "UPDATE llmq.requests r"
+	    "   SET status = 'processing', attempts = r.attempts + 1,"
+	    "       locked_by = $2, claimed_at = clock_timestamp(),"
+	    "       lease_until = clock_timestamp() +"
+	    "           $4::bigint * interval '1 millisecond',"
+	    "       max_attempts = coalesce(r.max_attempts, $5::integer),"
+	    "       model_used = $9, queue_deadline = NULL"
+	    "  FROM (SELECT q.id FROM llmq.requests q"
+	    "         WHERE q.role = $1 AND q.status = 'pending'"
+	    "           AND q.run_after <= now()"
+	    "           AND (q.queue_deadline IS NULL"
+	    "                OR q.queue_deadline > now())"
+	    "           AND coalesce(q.model = ANY ($6::text[])"
+	    "                 OR (q.model IS NULL"
+	    "                     AND q.complexity = ANY ($7::text[])),"
+	    "                 false) <> $8::boolean"
+	    "         ORDER BY q.priority DESC, q.run_after, q.id"
+	    "         LIMIT $3 FOR UPDATE SKIP LOCKED) c"
+	    " WHERE r.id = c.id"
+	    " RETURNING r.id, r.attempts, r.messages, r.options, r.model,"
+	    "           r.complexity, r.timeout_ms" },
+	/* With a cluster-wide cap: see llmq.claim(). */
+	{ "claim_capped",
 	    "SELECT * FROM llmq.claim($1, $2, $3, $4, $5, $6, $7, $8, $9,"
 	    "                         $10)" },
 	{ "finish",
@@ -307,12 +335,14 @@ db_claim(PGconn *conn, const char *role, const char *me, int n,
 	snprintf(nbuf, sizeof(nbuf), "%d", n);
 	snprintf(lbuf, sizeof(lbuf), "%lld", (long long)lease_ms);
 	snprintf(mbuf, sizeof(mbuf), "%d", max_attempts);
+	*out = NULL;
 	if (g->cap > 0) {
 		snprintf(cbuf, sizeof(cbuf), "%d", g->cap);
 		v[9] = cbuf;
-	}
-	*out = NULL;
-	if ((res = run(conn, "claim", 10, v, PGRES_TUPLES_OK)) == NULL)
+		res = run(conn, "claim_capped", 10, v, PGRES_TUPLES_OK);
+	} else
+		res = run(conn, "claim", 9, v, PGRES_TUPLES_OK);
+	if (res == NULL)
 		return -1;
 	count = PQntuples(res);
 	rows = count > 0 ? xcalloc(count, sizeof(*rows)) : NULL;
