@@ -105,6 +105,9 @@ SQL
 
 echo "== a burst: 40 executor requests at once (concurrency 5)"
 burst=$(ctl submit -r executor --complexity simple -n 40 -m "Write a unit test")
+sleep 0.5
+echo "== llmqctl status, in the middle of the burst"
+ctl status | sed 's/^/   /'
 # shellcheck disable=SC2086
 ctl wait --timeout 300s $burst >/dev/null
 
