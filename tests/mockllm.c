@@ -17,6 +17,35 @@
  * chat request was complete, which benchmarks use to measure pick-up
  * latency.
  *
+ * The directives, each "mock:key=value" anywhere in the last message's
+ * content, are:
+ *   delay=MS           answer after MS milliseconds
+ *   status=CODE        answer with status CODE, 200 to 599
+ *   mode=MODE          normal, garbage, truncated, empty, hang, reset,
+ *                      big or error
+ *   error=NAME         answer with a provider's own error body, and its
+ *                      status unless status= says otherwise: quota (429),
+ *                      ratelimit (429), auth (401) and badreq (400) as
+ *                      OpenAI words them, vllm (400) as vLLM, loading
+ *                      (503) as llama.cpp, busy (503) and ollama (500) as
+ *                      Ollama, html (502) as an HTML page from a proxy.
+ *                      An unknown NAME is refused with a 400 by the mock
+ *                      itself, its message naming the known ones.
+ *   retry_after=S      send "Retry-After: S"
+ *   retry_date=S       send Retry-After as the HTTP date S seconds after
+ *                      the reply; the later of it and retry_after wins
+ *   retry_after_ms=MS  send "retry-after-ms: MS", as OpenAI does
+ *   fail=N             do as the others say for the first N requests
+ *                      with this very content, then answer every later
+ *                      one with a plain 200 echo (after any delay), to
+ *                      "fail twice with a 503, then succeed".  Requests
+ *                      are counted by a hash of their content in a table
+ *                      of FAIL_SLOTS that POST /_mock/reset empties; once
+ *                      it is full, new contents are not counted and fail
+ *                      every time.
+ * Other values that do not parse are ignored.  An error reply, named or
+ * not, is one plain body even when the request asked for a stream.
+ *
  * It must not be the bottleneck of a benchmark, so it is one thread
  * around one level-triggered epoll loop, with non-blocking sockets and
  * keep-alive; delays are deadlines in a min-heap that bound epoll_wait's
@@ -86,6 +115,7 @@
 #define MAX_MODELS 64  /* model names counted apart */
 #define MODEL_NAME 128 /* bytes; longer names count under OTHER */
 #define OTHER "(other)"
+#define FAIL_SLOTS 4096 /* contents counted for mock:fail */
 
 enum api { API_OLLAMA, API_OPENAI };
 
@@ -104,6 +134,47 @@ static const char *const mode_names[] = { "normal", "garbage", "truncated",
 	"empty", "hang", "reset", "big", "error" };
 
 enum wait { WAIT_NONE, WAIT_TIMER, WAIT_HANG };
+
+/* The canned errors of mock:error, each as some provider words it. */
+static const struct canned {
+	const char *name;
+	int status;
+	const char *ctype;
+	const char *body;
+} canned[] = {
+	{ "quota", 429, "application/json",
+	    "{\"error\":{\"message\":\"You exceeded your current quota, "
+	    "please check your plan and billing details.\","
+	    "\"type\":\"insufficient_quota\",\"param\":null,"
+	    "\"code\":\"insufficient_quota\"}}" },
+	{ "ratelimit", 429, "application/json",
+	    "{\"error\":{\"message\":\"Rate limit reached for requests\","
+	    "\"type\":\"requests\",\"param\":null,"
+	    "\"code\":\"rate_limit_exceeded\"}}" },
+	{ "auth", 401, "application/json",
+	    "{\"error\":{\"message\":\"Incorrect API key provided.\","
+	    "\"type\":\"invalid_request_error\",\"param\":null,"
+	    "\"code\":\"invalid_api_key\"}}" },
+	{ "badreq", 400, "application/json",
+	    "{\"error\":{\"message\":\"Invalid value for 'temperature'.\","
+	    "\"type\":\"invalid_request_error\",\"param\":\"temperature\","
+	    "\"code\":null}}" },
+	{ "vllm", 400, "application/json",
+	    "{\"object\":\"error\",\"message\":\"This model's maximum "
+	    "context length is 4096 tokens.\",\"type\":\"BadRequestError\","
+	    "\"param\":null,\"code\":400}" },
+	{ "loading", 503, "application/json",
+	    "{\"error\":{\"code\":503,\"message\":\"Loading model\","
+	    "\"type\":\"unavailable_error\"}}" },
+	{ "busy", 503, "application/json",
+	    "{\"error\":\"server busy, please try again.  "
+	    "maximum pending requests exceeded\"}" },
+	{ "ollama", 500, "application/json",
+	    "{\"error\":\"model requires more system memory than is "
+	    "available\"}" },
+	{ "html", 502, "text/html",
+	    "<html><body><h1>502 Bad Gateway</h1></body></html>" },
+};
 
 struct buf {
 	char *p;
@@ -149,7 +220,10 @@ struct reply {
 	enum api api;
 	int mode;
 	int status;
-	int retry_after; /* seconds, or -1 */
+	int retry_after;          /* seconds, or -1 */
+	int retry_date;           /* seconds ahead, or -1 */
+	int retry_after_ms;       /* or -1 */
+	const struct canned *err; /* mock:error, or NULL */
 	int stream;
 	int include_usage;
 	int keepalive;
@@ -212,6 +286,26 @@ struct chat {
 	int include_usage;
 };
 
+/* How many requests with one content were failed for mock:fail. */
+struct failslot {
+	uint64_t hash; /* FNV-1a of the content */
+	long count;    /* 0: a free slot */
+};
+
+/* What the "mock:" directives of a request ask for; -1: not given. */
+struct asks {
+	int delay;
+	int status;
+	int mode;
+	int retry_after;
+	int retry_date;
+	int retry_after_ms;
+	long fail;
+	const struct canned *err;
+	const char *bad; /* an unknown error name, or NULL */
+	size_t badlen;
+};
+
 struct server {
 	int epfd;
 	int lfd;
@@ -230,6 +324,7 @@ struct server {
 	/* OTHER may take the one slot beyond MAX_MODELS. */
 	struct mstat models[MAX_MODELS + 1];
 	int nmodels;
+	struct failslot fails[FAIL_SLOTS];
 	struct conn *conns;
 	struct conn **heap;
 	size_t nheap;
@@ -961,19 +1056,39 @@ chat_parse(const char *body, size_t len, struct chat *ch)
 	return r;
 }
 
+static const struct canned *
+canned_lookup(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(canned) / sizeof(canned[0]); i++)
+		if (keyis(s, len, canned[i].name))
+			return &canned[i];
+	return NULL;
+}
+
 /*
- * Apply "mock:key=value" directives found in the last message.  Values
- * that do not parse are ignored, so that a typo shows as default
- * behaviour rather than as a mystery error.
+ * Read the "mock:key=value" directives found in the last message into
+ * a.  Values that do not parse are ignored, so that a typo shows as
+ * default behaviour rather than as a mystery error.  An unknown error
+ * name is the exception, left in a->bad for the caller to refuse: there
+ * is no default dialect to fall back on, and success instead of the
+ * failure a test asked for would be the mystery.
  */
 static void
-directives(const char *s, size_t len, struct reply *rp, int *delay)
+directives(const char *s, size_t len, struct asks *a)
 {
 	const char *end = s + len, *p, *k, *v;
 	size_t klen, vlen;
 	long n;
 	int m;
 
+	a->delay = a->status = a->mode = -1;
+	a->retry_after = a->retry_date = a->retry_after_ms = -1;
+	a->fail = -1;
+	a->err = NULL;
+	a->bad = NULL;
+	a->badlen = 0;
 	for (p = s; (p = memmem(p, (size_t)(end - p), "mock:", 5)) != NULL;) {
 		k = p += 5;
 		while (p < end && *p != '=' && *p != ' ' && *p != '\t' &&
@@ -989,18 +1104,84 @@ directives(const char *s, size_t len, struct reply *rp, int *delay)
 		vlen = (size_t)(p - v);
 		if (keyis(k, klen, "delay")) {
 			if ((n = parse_num(v, vlen, MAX_MS)) >= 0)
-				*delay = (int)n;
+				a->delay = (int)n;
 		} else if (keyis(k, klen, "status")) {
 			if ((n = parse_num(v, vlen, 599)) >= 200)
-				rp->status = (int)n;
+				a->status = (int)n;
 		} else if (keyis(k, klen, "mode")) {
 			if ((m = mode_lookup(v, vlen)) >= 0)
-				rp->mode = m;
+				a->mode = m;
+		} else if (keyis(k, klen, "error")) {
+			if ((a->err = canned_lookup(v, vlen)) == NULL &&
+			    a->bad == NULL) {
+				a->bad = v;
+				a->badlen = vlen;
+			}
 		} else if (keyis(k, klen, "retry_after")) {
+			if ((n = parse_num(v, vlen, INT_MAX)) >= 0) {
+				a->retry_after = (int)n;
+				a->retry_date = -1;
+			}
+		} else if (keyis(k, klen, "retry_date")) {
+			if ((n = parse_num(v, vlen, INT_MAX)) >= 0) {
+				a->retry_date = (int)n;
+				a->retry_after = -1;
+			}
+		} else if (keyis(k, klen, "retry_after_ms")) {
 			if ((n = parse_num(v, vlen, INT_MAX)) >= 0)
-				rp->retry_after = (int)n;
+				a->retry_after_ms = (int)n;
+		} else if (keyis(k, klen, "fail")) {
+			if ((n = parse_num(v, vlen, LONG_MAX / 10)) >= 0)
+				a->fail = n;
 		}
 	}
+}
+
+static uint64_t
+fnv1a(const char *s, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/*
+ * Is this request, whose content is s, one of the first n with that
+ * content, to fail as directed?  Contents are told apart by their hash
+ * alone, in an open-addressed table from which nothing is evicted: once
+ * it is full, a content not yet in it is not counted, so it fails every
+ * time, as if its n were never reached.
+ */
+static int
+fail_due(struct server *srv, const char *s, size_t len, long n)
+{
+	uint64_t h;
+	struct failslot *f;
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	h = fnv1a(s, len);
+	for (i = 0; i < FAIL_SLOTS; i++) {
+		f = &srv->fails[(h + i) % FAIL_SLOTS];
+		if (f->count == 0) {
+			f->hash = h;
+			f->count = 1;
+			return 1;
+		}
+		if (f->hash == h) {
+			if (f->count >= n)
+				return 0;
+			f->count++;
+			return 1;
+		}
+	}
+	return 1;
 }
 
 static void
@@ -1224,13 +1405,36 @@ chat_stream(struct body *bd, struct body *ck, const struct reply *rp,
 	buf_puts(&bd->b, "0\r\n\r\n");
 }
 
+/* The headers that tell a client when to come back, if rp asks. */
+static void
+put_retry(struct buf *b, const struct reply *rp)
+{
+	time_t t;
+	struct tm tm;
+	char date[64];
+
+	if (rp->retry_after >= 0)
+		buf_printf(b, "Retry-After: %d\r\n", rp->retry_after);
+	if (rp->retry_date >= 0) {
+		t = time(NULL) + rp->retry_date;
+		/* IMF-fixdate: the C locale's names are the ones HTTP wants. */
+		if (gmtime_r(&t, &tm) != NULL &&
+		    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT",
+		        &tm) > 0)
+			buf_printf(b, "Retry-After: %s\r\n", date);
+	}
+	if (rp->retry_after_ms >= 0)
+		buf_printf(b, "retry-after-ms: %d\r\n", rp->retry_after_ms);
+}
+
 /*
- * Status line and headers.  clen < 0 means a chunked body.  An HTTP/1.0
- * client is told about keep-alive explicitly, as it would assume close.
+ * Status line and headers, with those of rp's retry directives if rp is
+ * not NULL.  clen < 0 means a chunked body.  An HTTP/1.0 client is told
+ * about keep-alive explicitly, as it would assume close.
  */
 static void
 put_head(struct buf *b, int status, const char *ctype, long long clen,
-    int keepalive, int http10, int retry_after)
+    int keepalive, int http10, const struct reply *rp)
 {
 	buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status,
 	    reason(status), ctype);
@@ -1238,8 +1442,8 @@ put_head(struct buf *b, int status, const char *ctype, long long clen,
 		buf_puts(b, "Transfer-Encoding: chunked\r\n");
 	else
 		buf_printf(b, "Content-Length: %lld\r\n", clen);
-	if (retry_after >= 0)
-		buf_printf(b, "Retry-After: %d\r\n", retry_after);
+	if (rp != NULL)
+		put_retry(b, rp);
 	if (!keepalive)
 		buf_puts(b, "Connection: close\r\n");
 	else if (http10)
@@ -1255,7 +1459,7 @@ reply_simple(
 	size_t n = strlen(json);
 
 	put_head(&c->out, status, "application/json", (long long)n, keepalive,
-	    http10, -1);
+	    http10, NULL);
 	buf_add(&c->out, json, n);
 	if (!keepalive)
 		c->closing = 1;
@@ -1291,6 +1495,11 @@ reply_send(struct server *srv, struct conn *c)
 	case MODE_EMPTY:
 		break;
 	default:
+		if (rp->err != NULL) {
+			buf_puts(&bd->b, rp->err->body);
+			ctype = rp->err->ctype;
+			break;
+		}
 		if (rp->mode == MODE_ERROR || rp->status / 100 != 2) {
 			error_body(bd, rp->api, "mock error");
 			break;
@@ -1313,7 +1522,7 @@ reply_send(struct server *srv, struct conn *c)
 	}
 	put_head(&c->out, rp->status, ctype,
 	    chunked ? -1 : (long long)(bd->b.len + bd->fill_n), rp->keepalive,
-	    rp->http10, rp->retry_after);
+	    rp->http10, rp);
 	if (rp->mode == MODE_TRUNCATED) {
 		/* The head promised it all; half of it then FIN. */
 		half = bd->b.len / 2;
@@ -1492,6 +1701,43 @@ model_start(struct mstat *ms)
 		ms->max_inflight = ms->inflight;
 }
 
+/*
+ * Answer at once with a 400 a chat request counted in flight under ms,
+ * which it no longer is.  msg must be fit to stand in a JSON string.
+ */
+static void
+chat_refuse(struct server *srv, struct conn *c, const struct req *rq,
+    enum api api, struct mstat *ms, const char *msg)
+{
+	ms->inflight--;
+	srv->inflight--;
+	srv->by_status[400]++;
+	body_reset(&srv->body);
+	error_body(&srv->body, api, msg);
+	buf_putc(&srv->body.b, '\0');
+	reply_simple(c, 400, srv->body.b.p, rq->keepalive, rq->http10);
+}
+
+/* Refuse the request whose unknown error name a holds, naming it. */
+static void
+chat_bad_error(struct server *srv, struct conn *c, const struct req *rq,
+    enum api api, const struct asks *a)
+{
+	struct buf *b = &srv->misc;
+	size_t i;
+
+	b->len = 0;
+	buf_puts(b, "unknown mock:error '");
+	json_escape(b, a->bad, a->badlen > 64 ? 64 : a->badlen);
+	buf_puts(b, "' (known:");
+	for (i = 0; i < sizeof(canned) / sizeof(canned[0]); i++)
+		buf_printf(b, " %s", canned[i].name);
+	buf_puts(b, ")");
+	buf_putc(b, '\0');
+	chat_refuse(srv, c, rq, api, c->rep.ms, b->p);
+	c->rep.ms = NULL;
+}
+
 static void
 handle_chat(
     struct server *srv, struct conn *c, const struct req *rq, enum api api)
@@ -1499,8 +1745,9 @@ handle_chat(
 	struct reply *rp = &c->rep;
 	struct mstat *ms;
 	struct chat ch;
+	struct asks a;
 	int64_t when = wall_us();
-	int delay = -1;
+	int delay;
 
 	srv->requests++;
 	if (++srv->inflight > srv->max_inflight)
@@ -1512,23 +1759,38 @@ handle_chat(
 		/* Counted and dropped at once, under no model. */
 		ms = model_stat(srv, "", 0);
 		model_start(ms);
-		ms->inflight--;
-		srv->inflight--;
-		srv->by_status[400]++;
-		body_reset(&srv->body);
-		error_body(&srv->body, api, "invalid request body");
-		buf_putc(&srv->body.b, '\0');
-		reply_simple(c, 400, srv->body.b.p, rq->keepalive, rq->http10);
+		chat_refuse(srv, c, rq, api, ms, "invalid request body");
 		return;
 	}
 	log_request(srv, when, rq, ch.content->p, ch.content->len);
 	rp->ms = model_stat(srv, ch.model->p, ch.has_model ? ch.model->len : 0);
 	model_start(rp->ms);
+	directives(ch.content->p, ch.content->len, &a);
+	if (a.bad != NULL) {
+		chat_bad_error(srv, c, rq, api, &a);
+		buf_clear(ch.model);
+		buf_clear(ch.content);
+		return;
+	}
 
 	rp->api = api;
-	rp->mode = srv->cfg.mode;
-	rp->status = srv->cfg.status;
-	rp->retry_after = -1;
+	rp->mode = a.mode >= 0 ? a.mode : srv->cfg.mode;
+	if (a.status >= 0)
+		rp->status = a.status;
+	else
+		rp->status = a.err != NULL ? a.err->status : srv->cfg.status;
+	rp->err = a.err;
+	rp->retry_after = a.retry_after;
+	rp->retry_date = a.retry_date;
+	rp->retry_after_ms = a.retry_after_ms;
+	if (a.fail >= 0 &&
+	    !fail_due(srv, ch.content->p, ch.content->len, a.fail)) {
+		/* Its failures are spent: a plain success from now on. */
+		rp->mode = MODE_NORMAL;
+		rp->status = 200;
+		rp->err = NULL;
+		rp->retry_after = rp->retry_date = rp->retry_after_ms = -1;
+	}
 	rp->stream = ch.stream;
 	rp->include_usage = ch.include_usage;
 	rp->keepalive = rq->keepalive;
@@ -1536,8 +1798,7 @@ handle_chat(
 	rp->seq = ++srv->seq;
 	rp->t0 = mono_us();
 	rp->prompt_bytes = ch.prompt_bytes;
-	directives(ch.content->p, ch.content->len, rp, &delay);
-	if (delay < 0) {
+	if ((delay = a.delay) < 0) {
 		delay = srv->cfg.delay_ms;
 		if (srv->cfg.jitter_ms > 0)
 			delay += (int)(rng_next(srv) %
@@ -1615,6 +1876,7 @@ handle_reset(struct server *srv, struct conn *c, const struct req *rq)
 		srv->models[i].max_inflight = srv->models[i].inflight;
 	}
 	memset(srv->by_status, 0, sizeof(srv->by_status));
+	memset(srv->fails, 0, sizeof(srv->fails));
 	reply_simple(c, 200, "{\"ok\":true}", rq->keepalive, rq->http10);
 }
 
