@@ -100,7 +100,8 @@ CREATE FUNCTION llmq.claim(p_role text, p_holder text, p_n integer,
     p_lease_ms bigint, p_max_attempts integer, p_models text[],
     p_cx text[], p_negate boolean, p_model text, p_cap integer)
 RETURNS TABLE (id bigint, attempts integer, messages jsonb, options jsonb,
-    model text, complexity text, timeout_ms integer)
+    model text, complexity text, timeout_ms integer, max_attempts integer,
+    fallback_used boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -138,6 +139,6 @@ BEGIN
 		 LIMIT n FOR UPDATE SKIP LOCKED) c
 	 WHERE r.id = c.id
 	RETURNING r.id, r.attempts, r.messages, r.options, r.model,
-		  r.complexity, r.timeout_ms;
+		  r.complexity, r.timeout_ms, r.max_attempts, r.fallback_used;
 END
 $$;

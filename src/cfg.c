@@ -816,6 +816,75 @@ model_ref(struct loader *ld, yaml_node_t *n, int *out)
 	return 0;
 }
 
+static const char *const err_kinds[ERR_COUNT] = { "timeout", "provider_down",
+	"rate_limited", "http_error", "bad_request" };
+
+int
+cfg_err_kind(const char *name)
+{
+	int i;
+
+	for (i = 0; i < ERR_COUNT; i++)
+		if (strcmp(name, err_kinds[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* The items of a sequence (a single scalar reads as one item). */
+static int
+seq_items(struct loader *ld, yaml_node_t *n, yaml_node_t ***items, size_t *len)
+{
+	yaml_node_item_t *it;
+	size_t i;
+
+	if (n->type == YAML_SCALAR_NODE) {
+		*items = xcalloc(1, sizeof(**items));
+		(*items)[0] = n;
+		*len = 1;
+		return 0;
+	}
+	if (n->type != YAML_SEQUENCE_NODE)
+		return fail(ld, n, "expected a list");
+	*len =
+	    (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	*items = xcalloc(*len > 0 ? *len : 1, sizeof(**items));
+	for (i = 0, it = n->data.sequence.items.start; i < *len; i++, it++)
+		(*items)[i] = node(ld, *it);
+	return 0;
+}
+
+/* fallback_on: a list of error kinds, into a mask. */
+static int
+load_fallback_on(struct loader *ld, yaml_node_t *n, unsigned *mask)
+{
+	yaml_node_t **items;
+	const char *v;
+	size_t i, len;
+	int k;
+	char *s;
+
+	if (seq_items(ld, n, &items, &len) == -1)
+		return -1;
+	*mask = 0;
+	for (i = 0; i < len; i++) {
+		if (get_text(ld, items[i], "an error kind", &v) == -1)
+			break;
+		if ((k = cfg_err_kind(v)) == -1) {
+			s = shown(items[i]);
+			fail(ld, items[i],
+			    "unknown error kind \"%s\" (timeout, "
+			    "provider_down, "
+			    "rate_limited, http_error or bad_request)",
+			    s);
+			free(s);
+			break;
+		}
+		*mask |= 1U << k;
+	}
+	free(items);
+	return i == len ? 0 : -1;
+}
+
 static int
 load_model(struct loader *ld, struct cfg_model *m, yaml_node_t *map)
 {
@@ -824,6 +893,7 @@ load_model(struct loader *ld, struct cfg_model *m, yaml_node_t *map)
 		{ "fallback", NULL, NULL },
 		{ "concurrency", NULL, NULL },
 		{ "cluster_concurrency", NULL, NULL },
+		{ "fallback_on", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
 	struct key *k;
@@ -857,6 +927,12 @@ load_model(struct loader *ld, struct cfg_model *m, yaml_node_t *map)
 			    ld, k->val, "a model cannot be its own fallback");
 		path_pop(ld, old);
 	}
+	if ((k = key_get(keys, "fallback_on"))->key != NULL) {
+		old = path_push(ld, k->name);
+		if (load_fallback_on(ld, k->val, &m->fallback_on) == -1)
+			return -1;
+		path_pop(ld, old);
+	}
 	if (opt_int(ld, keys, "concurrency", 0, CONC_MAX, &m->concurrency) ==
 	        -1 ||
 	    opt_int(ld, keys, "cluster_concurrency", 0, CONC_MAX,
@@ -885,6 +961,7 @@ load_models(struct loader *ld, yaml_node_t *map)
 		c->models[i].name = xstrdup(name);
 		c->models[i].provider = -1;
 		c->models[i].fallback = -1;
+		c->models[i].fallback_on = 1U << ERR_TIMEOUT;
 	}
 	for (i = 0; i < c->nmodels; i++) {
 		old = path_push(ld, c->models[i].name);
@@ -951,8 +1028,12 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 		{ "timeout", NULL, NULL },
 		{ "max_attempts", NULL, NULL },
 		{ "max_queue_wait", NULL, NULL },
+		{ "backoff", NULL, NULL },
+		{ "allow_models", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
+	struct key bo[] = { { "base", NULL, NULL }, { "cap", NULL, NULL },
+		{ NULL, NULL, NULL } };
 	struct key *k, *kp, *kc;
 	size_t old;
 
@@ -983,6 +1064,48 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 	    opt_dur(ld, keys, "max_queue_wait", 1, MAX_QUEUE_WAIT,
 	        &r->max_queue_wait_ms) == -1)
 		return -1;
+	if ((k = key_get(keys, "allow_models"))->key != NULL) {
+		yaml_node_t **items;
+		size_t n, j;
+
+		old = path_push(ld, k->name);
+		if (seq_items(ld, k->val, &items, &n) == -1)
+			return -1;
+		r->allow_models = xcalloc(n > 0 ? n : 1, sizeof(int));
+		for (j = 0; j < n; j++)
+			if (model_ref(ld, items[j], &r->allow_models[j]) == -1)
+				break;
+		free(items);
+		if (j < n)
+			return -1;
+		r->nallow = n;
+		path_pop(ld, old);
+	}
+	{
+		int all[CFG_ROLE_MODELS_MAX + 1];
+
+		if (cfg_role_models(ld->cfg, r, all, CFG_ROLE_MODELS_MAX + 1) >
+		    CFG_ROLE_MODELS_MAX)
+			return fail(ld, map,
+			    "rows of this role may go to more than %d models, "
+			    "fallbacks included",
+			    CFG_ROLE_MODELS_MAX);
+	}
+	if ((k = key_get(keys, "backoff"))->key != NULL) {
+		old = path_push(ld, k->name);
+		if (map_collect(ld, k->val, bo) == -1 ||
+		    opt_dur(ld, bo, "base", 1, DAY, &r->backoff_base_ms) ==
+		        -1 ||
+		    opt_dur(ld, bo, "cap", 1, DAY, &r->backoff_cap_ms) == -1)
+			return -1;
+		if (r->backoff_cap_ms < r->backoff_base_ms)
+			return fail(ld,
+			    key_get(bo, "cap")->key != NULL ?
+			        key_get(bo, "cap")->val :
+			        k->val,
+			    "cap must be at least base");
+		path_pop(ld, old);
+	}
 	return 0;
 }
 
@@ -1012,6 +1135,8 @@ load_roles(struct loader *ld, yaml_node_t *map)
 		for (j = 0; j < CX_COUNT; j++)
 			r->by_complexity[j] = -1;
 		r->max_attempts = 3;
+		r->backoff_base_ms = SEC;
+		r->backoff_cap_ms = 60 * SEC;
 		if (map_name(ld, map, i, &name) == -1)
 			return -1;
 		old = path_push(ld, name);
@@ -1161,12 +1286,12 @@ load_top(struct loader *ld, yaml_node_t *root)
 		n += c->roles[i].processes;
 	if (n > MAX_PROCS)
 		return fail(ld, k->val,
-		    "%zu processes in all (with the consumer); at most %d",
-		    n, MAX_PROCS);
+		    "%zu processes in all (with the consumer); at most %d", n,
+		    MAX_PROCS);
 	if ((n = 1 + c->nroles + c->nmodels + c->nproviders) > MAX_SCOPES)
 		return fail(ld, k->val,
-		    "%zu roles, models and providers in all; at most %d",
-		    n - 1, MAX_SCOPES - 1);
+		    "%zu roles, models and providers in all; at most %d", n - 1,
+		    MAX_SCOPES - 1);
 	path_pop(ld, old);
 	if ((k = key_get(keys, "consumer"))->key != NULL) {
 		old = path_push(ld, k->name);
@@ -1373,8 +1498,10 @@ cfg_free(struct cfg *c)
 	for (i = 0; i < c->nmodels; i++)
 		free(c->models[i].name);
 	free(c->models);
-	for (i = 0; i < c->nroles; i++)
+	for (i = 0; i < c->nroles; i++) {
 		free(c->roles[i].name);
+		free(c->roles[i].allow_models);
+	}
 	free(c->roles);
 	free(c->path);
 	free(c->database);
@@ -1418,6 +1545,41 @@ cfg_parse_duration(const char *s, int64_t *ms)
 			return 0;
 		}
 	return -1;
+}
+
+/*
+ * Every model the role's rows may go to: its own (one, or one per
+ * complexity), those a request may name (allow_models), and the fallback
+ * of each of these (one hop).  At most max of them, into out; returns
+ * how many.
+ */
+int
+cfg_role_models(
+    const struct cfg *cfg, const struct cfg_role *ro, int *out, int max)
+{
+	int n = 0, i, j, m, cand[CX_COUNT + 1];
+	size_t a;
+
+#define ADD(x)                                                                 \
+	do {                                                                   \
+		for (j = 0; j < n && out[j] != (x); j++)                       \
+			;                                                      \
+		if (j == n && n < max)                                         \
+			out[n++] = (x);                                        \
+	} while (0)
+	cand[0] = ro->model;
+	for (i = 0; i < CX_COUNT; i++)
+		cand[i + 1] = ro->by_complexity[i];
+	for (i = 0; i <= CX_COUNT; i++)
+		if (cand[i] != -1)
+			ADD(cand[i]);
+	for (a = 0; a < ro->nallow; a++)
+		ADD(ro->allow_models[a]);
+	for (i = n - 1; i >= 0; i--)
+		if ((m = cfg->models[out[i]].fallback) != -1)
+			ADD(m);
+#undef ADD
+	return n;
 }
 
 const struct cfg_role *

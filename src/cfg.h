@@ -17,6 +17,19 @@ enum prov_kind { PROV_OLLAMA, PROV_OPENAI };
 
 enum complexity { CX_SIMPLE, CX_MEDIUM, CX_COMPLEX, CX_COUNT };
 
+/* Models one role's rows may go to, fallbacks included. */
+#define CFG_ROLE_MODELS_MAX 8
+
+/* The error kinds a call can end with, for models.M.fallback_on. */
+enum err_kind {
+	ERR_TIMEOUT,
+	ERR_PROVIDER_DOWN,
+	ERR_RATE_LIMITED,
+	ERR_HTTP_ERROR,
+	ERR_BAD_REQUEST,
+	ERR_COUNT
+};
+
 struct cfg_provider {
 	char *name;
 	enum prov_kind kind;
@@ -32,6 +45,7 @@ struct cfg_model {
 	char *name;              /* as sent to the provider */
 	int provider;            /* index into cfg.providers */
 	int fallback;            /* index into cfg.models, or -1 */
+	unsigned fallback_on;    /* error kinds (1 << ERR_...) that fall back */
 	int concurrency;         /* 0: no limit of its own */
 	int cluster_concurrency; /* all hosts together; 0: none */
 };
@@ -42,9 +56,13 @@ struct cfg_role {
 	int concurrency; /* default 1 */
 	int model;       /* index into cfg.models, or -1 when by complexity */
 	int by_complexity[CX_COUNT]; /* indexes, -1 when unset */
-	int64_t timeout_ms;          /* 0: the provider's timeout */
-	int max_attempts;            /* default 3 */
-	int64_t max_queue_wait_ms;   /* 0: wait for ever */
+	int *allow_models;           /* a request may name these too */
+	size_t nallow;
+	int64_t timeout_ms;        /* 0: the provider's timeout */
+	int max_attempts;          /* default 3 */
+	int64_t max_queue_wait_ms; /* 0: wait for ever */
+	int64_t backoff_base_ms;   /* first retry delay; default 1s */
+	int64_t backoff_cap_ms;    /* longest, Retry-After too; 60s */
 };
 
 struct cfg {
@@ -99,8 +117,16 @@ void cfg_free(struct cfg *);
 int cfg_parse_duration(const char *s, int64_t *ms);
 
 const struct cfg_role *cfg_role_find(const struct cfg *, const char *name);
+/*
+ * The models role ro's rows may go to: its own, those it allows, and
+ * their fallbacks; at most max of them, into out.  Returns how many.
+ */
+int cfg_role_models(
+    const struct cfg *, const struct cfg_role *ro, int *out, int max);
 int cfg_model_find(const struct cfg *, const char *name); /* -1: none */
 const char *cfg_complexity_name(enum complexity);
+/* The enum err_kind of an error kind's name, or -1. */
+int cfg_err_kind(const char *);
 int cfg_complexity_parse(const char *); /* -1: unknown */
 
 #endif

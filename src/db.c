@@ -57,29 +57,62 @@ static const struct {
 	    "         LIMIT $3 FOR UPDATE SKIP LOCKED) c"
 	    " WHERE r.id = c.id"
 	    " RETURNING r.id, r.attempts, r.messages, r.options, r.model,"
-	    "           r.complexity, r.timeout_ms" },
+	    "           r.complexity, r.timeout_ms, r.max_attempts,"
+	    "           r.fallback_used" },
 	/* With a cluster-wide cap: see llmq.claim(). */
 	{ "claim_capped",
 	    "SELECT * FROM llmq.claim($1, $2, $3, $4, $5, $6, $7, $8, $9,"
 	    "                         $10)" },
+	/*
+	 * Each result: the row finished (or, for a retry, back to pending
+	 * with a later run_after), and each call that reached a provider
+	 * recorded in llmq.attempts, whether or not the fence let its result
+	 * in: it was made.
+	 */
 	{ "finish",
-	    "UPDATE llmq.requests r"
+	    "WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id "
+	    "bigint,"
+	    "       attempt integer, status text, response text,"
+	    "       error_kind text, error_message text, http_status integer,"
+	    "       model_used text, prompt_tokens integer,"
+	    "       completion_tokens integer, first_us bigint,"
+	    "       finished_us bigint, started_us bigint, byte_us bigint,"
+	    "       delay_ms bigint, provider text, retry boolean,"
+	    "       fallback text)),"
+	    " u AS (UPDATE llmq.requests r"
 	    "   SET status = v.status, response = v.response,"
 	    "       error_kind = v.error_kind, error_message = v.error_message,"
 	    "       http_status = v.http_status, model_used = v.model_used,"
 	    "       prompt_tokens = v.prompt_tokens,"
 	    "       completion_tokens = v.completion_tokens,"
 	    "       first_token_at = to_timestamp(v.first_us / 1e6),"
-	    "       finished_at = to_timestamp(v.finished_us / 1e6),"
+	    "       finished_at = CASE WHEN v.status = 'pending' THEN NULL"
+	    "           ELSE to_timestamp(v.finished_us / 1e6) END,"
+	    "       run_after = CASE WHEN v.status = 'pending'"
+	    "           THEN clock_timestamp() +"
+	    "                v.delay_ms * interval '1 millisecond'"
+	    "           ELSE r.run_after END,"
+	    "       model = coalesce(v.fallback, r.model),"
+	    "       fallback_used = r.fallback_used OR v.fallback IS NOT NULL,"
 	    "       locked_by = NULL, lease_until = NULL"
-	    "  FROM jsonb_to_recordset($1::jsonb) AS v(id bigint,"
-	    "       attempt integer, status text, response text,"
-	    "       error_kind text, error_message text, http_status integer,"
-	    "       model_used text, prompt_tokens integer,"
-	    "       completion_tokens integer, first_us bigint,"
-	    "       finished_us bigint)"
+	    "  FROM v"
 	    " WHERE r.id = v.id AND r.status = 'processing'"
-	    "   AND r.locked_by = $2 AND r.attempts = v.attempt" },
+	    "   AND r.locked_by = $2 AND r.attempts = v.attempt"
+	    " RETURNING r.id),"
+	    " a AS (INSERT INTO llmq.attempts (request_id, attempt, model,"
+	    "       provider, started_at, first_byte_at, finished_at,"
+	    "       http_status, error_kind, error_message, retry,"
+	    "       prompt_tokens, completion_tokens)"
+	    "  SELECT v.id, v.attempt, v.model_used, v.provider,"
+	    "         to_timestamp(v.started_us / 1e6),"
+	    "         to_timestamp(v.byte_us / 1e6),"
+	    "         to_timestamp(v.finished_us / 1e6), v.http_status,"
+	    "         v.error_kind, v.error_message, v.retry,"
+	    "         v.prompt_tokens, v.completion_tokens"
+	    "    FROM v"
+	    "   WHERE v.provider IS NOT NULL"
+	    "     AND EXISTS (SELECT 1 FROM llmq.requests q WHERE q.id = v.id))"
+	    " SELECT count(*) FROM u" },
 	{ "fail",
 	    "UPDATE llmq.requests"
 	    "   SET status = 'failed', error_kind = $4, error_message = $5,"
@@ -356,6 +389,8 @@ db_claim(PGconn *conn, const char *role, const char *me, int n,
 		rows[i].timeout_ms = PQgetisnull(res, i, 6) ?
 		    0 :
 		    strtoll(PQgetvalue(res, i, 6), NULL, 10);
+		rows[i].max_attempts = atoi(PQgetvalue(res, i, 7));
+		rows[i].fallback_used = PQgetvalue(res, i, 8)[0] == 't';
 	}
 	PQclear(res);
 	*out = rows;
@@ -395,6 +430,7 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 	const struct call *c;
 	json_object *arr, *o;
 	const char *v[2];
+	PGresult *res;
 	int rows;
 
 	arr = json_object_new_array();
@@ -402,7 +438,13 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 		o = json_object_new_object();
 		add_int(o, "id", c->id);
 		add_int(o, "attempt", c->attempt);
-		add_str(o, "status", c->ok ? "completed" : "failed");
+		add_str(o, "status",
+		    c->requeue ? "pending" :
+		        c->ok  ? "completed" :
+		                 "failed");
+		if (c->requeue)
+			add_int(o, "delay_ms", c->requeue_ms);
+		add_str(o, "fallback", c->fallback);
 		add_str(o, "response", c->text);
 		add_str(o, "error_kind", c->error_kind);
 		add_str(o, "error_message", c->error_message);
@@ -418,12 +460,25 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 		 * not its first token.  Streaming will fill it.
 		 */
 		add_int(o, "finished_us", c->finished_us);
+		/* For llmq.attempts: only a call that reached a provider. */
+		if (c->prov != NULL && c->easy != NULL) {
+			add_str(o, "provider", c->prov->name);
+			add_int(o, "started_us", c->started_us);
+			if (c->first_byte_us > 0)
+				add_int(o, "byte_us", c->first_byte_us);
+			json_object_object_add(
+			    o, "retry", json_object_new_boolean(c->requeue));
+		}
 		json_object_array_add(arr, o);
 	}
 	v[0] = json_object_to_json_string_ext(
 	    arr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	v[1] = me;
-	rows = run_cmd(conn, "finish", 2, v);
+	rows = -1;
+	if ((res = run(conn, "finish", 2, v, PGRES_TUPLES_OK)) != NULL) {
+		rows = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
 	json_object_put(arr);
 	return rows;
 }

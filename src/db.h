@@ -27,6 +27,8 @@ struct claimed {
 	char *model;        /* NULL: not asked for */
 	char *complexity;   /* NULL: not given */
 	int64_t timeout_ms; /* 0: not given */
+	int max_attempts;   /* the row's, or the role's */
+	int fallback_used;  /* sent back to try its model's fallback */
 };
 
 /*
@@ -68,9 +70,12 @@ void db_claimed_free(struct claimed *, int n);
 
 /*
  * Write the results of the calls in list (linked by ->next) and wake
- * their callers, in one transaction.  Only rows still processing, held
- * by me at the call's attempt are changed (a fenced finish).  Returns the
- * number of rows written, or -1 (nothing was written).
+ * their callers, in one transaction, with a row in llmq.attempts for each
+ * call that reached a provider.  A call with ->requeue set sends its row
+ * back to pending, due ->requeue_ms later, instead of finishing it.  Only
+ * rows still processing, held by me at the call's attempt are changed (a
+ * fenced finish).  Returns the number of rows written, or -1 (nothing
+ * was written).
  */
 int db_finish(PGconn *, const char *me, const struct call *list);
 

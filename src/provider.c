@@ -9,6 +9,11 @@
  * parsed with a depth limit and UTF-8 validation.  Messages kept in
  * error_message are escaped and truncated, so that a provider cannot
  * put control bytes or megabytes into a row or a log line.
+ *
+ * The classification of a result (provider_classify) and the parsing of
+ * Retry-After are pure functions of their inputs, so that the unit tests
+ * run them on recorded bodies without a server; only provider_call_done
+ * reads the curl handle and the clock.
  */
 #include "config.h"
 
@@ -16,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <json.h>
 
@@ -25,6 +32,8 @@
 
 #define JSON_DEPTH 64  /* nesting accepted in a provider reply */
 #define ERRMSG_MAX 500 /* bytes of provider text kept in a row */
+/* The longest delay a server can ask for: 2^31 s, as RFC 9111 1.2.2. */
+#define DELAY_MAX_MS (INT64_C(2147483648) * 1000)
 
 static size_t
 on_write(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -49,6 +58,51 @@ on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	c->resplen += n;
 	c->resp[c->resplen] = '\0';
 	return n;
+}
+
+void
+provider_call_header(struct call *c, const char *line, size_t len)
+{
+	const char *colon, *v, *end;
+	char *dst;
+	size_t namelen, cap;
+
+	if (len >= 5 && strncasecmp(line, "HTTP/", 5) == 0) {
+		c->hdr_retry_after[0] = c->hdr_retry_after_ms[0] = '\0';
+		return;
+	}
+	if ((colon = memchr(line, ':', len)) == NULL)
+		return;
+	namelen = (size_t)(colon - line);
+	if (namelen == 11 && strncasecmp(line, "Retry-After", 11) == 0) {
+		dst = c->hdr_retry_after;
+		cap = sizeof(c->hdr_retry_after);
+	} else if (namelen == 14 &&
+	    strncasecmp(line, "retry-after-ms", 14) == 0) {
+		dst = c->hdr_retry_after_ms;
+		cap = sizeof(c->hdr_retry_after_ms);
+	} else
+		return;
+	v = colon + 1;
+	end = line + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && strchr(" \t\r\n", end[-1]) != NULL)
+		end--;
+	/* Too long for any valid value: as good as absent. */
+	if ((size_t)(end - v) >= cap || memchr(v, '\0', end - v) != NULL)
+		dst[0] = '\0';
+	else {
+		memcpy(dst, v, end - v);
+		dst[end - v] = '\0';
+	}
+}
+
+static size_t
+on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	provider_call_header(arg, ptr, size * nmemb);
+	return size * nmemb;
 }
 
 static json_object *
@@ -170,6 +224,7 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	c->prov = p;
 	c->maxresp = p->max_response;
 	c->prompt_tokens = c->completion_tokens = -1;
+	c->retry_after_ms = -1;
 	c->body = build_body(p->kind, m->name, messages, opts);
 	json_object_put(opts);
 
@@ -195,6 +250,8 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
 	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
 	curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
 	curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
@@ -220,61 +277,561 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	return c;
 }
 
-void
-provider_call_fail(struct call *c, const char *kind, const char *fmt, ...)
+static void vfail(struct call *, const char *, int, const char *, va_list)
+    __attribute__((format(printf, 4, 0)));
+static void fail(struct call *, const char *, int, const char *, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+vfail(struct call *c, const char *kind, int retry, const char *fmt, va_list ap)
 {
 	char buf[1024];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	c->ok = 0;
+	c->retry = retry;
 	c->error_kind = kind;
 	free(c->error_message);
+	/* The one escape of the provider's text: it goes in raw. */
 	c->error_message = str_escape(buf, strlen(buf), ERRMSG_MAX);
 	if (c->finished_us == 0)
 		c->finished_us = wall_us();
 }
 
-/*
- * The text of an error object in any dialect met in practice: Ollama's
- * {"error":"..."}, OpenAI's {"error":{"message":...}}, vLLM's flat
- * {"object":"error","message":...}.  NULL when there is none.
- */
-static const char *
-error_text(json_object *o)
+static void
+fail(struct call *c, const char *kind, int retry, const char *fmt, ...)
 {
-	json_object *e, *m;
+	va_list ap;
 
-	if (!json_object_is_type(o, json_type_object))
-		return NULL;
-	/* "error": null, as some servers send beside a good reply, is none. */
-	if (json_object_object_get_ex(o, "error", &e) && e != NULL) {
-		if (json_object_is_type(e, json_type_string))
-			return json_object_get_string(e);
-		if (json_object_object_get_ex(e, "message", &m) &&
-		    json_object_is_type(m, json_type_string))
-			return json_object_get_string(m);
-		return json_object_to_json_string(e);
+	va_start(ap, fmt);
+	vfail(c, kind, retry, fmt, ap);
+	va_end(ap);
+}
+
+void
+provider_call_fail(struct call *c, const char *kind, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(c, kind, 0, fmt, ap);
+	va_end(ap);
+}
+
+/* Bytes of s to print into a message: at most ERRMSG_MAX. */
+static int
+msglen(const char *s, size_t len)
+{
+	return s == NULL ? 0 : (int)(len < ERRMSG_MAX ? len : ERRMSG_MAX);
+}
+
+/*
+ * Retry-After.  The value is either delta seconds or an HTTP date; the
+ * date forms are parsed by hand rather than with strptime(), whose day
+ * and month names follow the locale.
+ */
+
+/*
+ * A non-negative decimal number of units (seconds when scale is 1000,
+ * milliseconds when 1), white space around it allowed, into ms: a
+ * fraction is rounded up to the next ms, the whole saturates at
+ * DELAY_MAX_MS.  Returns 0, or -1 when s is anything else.
+ */
+static int
+parse_delay(const char *s, int64_t scale, int64_t *ms)
+{
+	int64_t n = 0, frac = 0, unit;
+	int up = 0;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++)
+		if ((n = n * 10 + (*s - '0')) > DELAY_MAX_MS)
+			n = DELAY_MAX_MS;
+	if (*s == '.') {
+		if (*++s < '0' || *s > '9')
+			return -1;
+		for (unit = scale / 10; *s >= '0' && *s <= '9';
+		     s++, unit /= 10) {
+			if (unit > 0)
+				frac += (*s - '0') * unit;
+			else if (*s != '0')
+				up = 1;
+		}
 	}
-	if (json_object_object_get_ex(o, "object", &e) &&
-	    json_object_is_type(e, json_type_string) &&
-	    strcmp(json_object_get_string(e), "error") == 0 &&
-	    json_object_object_get_ex(o, "message", &m))
-		return json_object_get_string(m);
-	return NULL;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s != '\0')
+		return -1;
+	if (n > DELAY_MAX_MS / scale)
+		*ms = DELAY_MAX_MS;
+	else if ((n = n * scale + frac + up) > DELAY_MAX_MS)
+		*ms = DELAY_MAX_MS;
+	else
+		*ms = n;
+	return 0;
+}
+
+static const char *const month_names[] = { "Jan", "Feb", "Mar", "Apr", "May",
+	"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+static const char *const day_names[] = { "Monday", "Tuesday", "Wednesday",
+	"Thursday", "Friday", "Saturday", "Sunday" };
+
+/* Exactly n decimal digits at *p, advancing past them; -1 if not. */
+static int
+digits(const char **p, int n)
+{
+	int v = 0;
+
+	for (; n > 0; n--, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		v = v * 10 + (**p - '0');
+	}
+	return v;
+}
+
+/* Advance past the literal s at *p; 0 when it is not there. */
+static int
+lit(const char **p, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (strncmp(*p, s, n) != 0)
+		return 0;
+	*p += n;
+	return 1;
+}
+
+/* A month's abbreviation at *p: its number 1..12, or 0. */
+static int
+month_name(const char **p)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(month_names); i++)
+		if (strncasecmp(*p, month_names[i], 3) == 0) {
+			*p += 3;
+			return (int)i + 1;
+		}
+	return 0;
+}
+
+/*
+ * A day's name at *p, in full (RFC 850) or abbreviated (IMF-fixdate,
+ * asctime).  Whether it is the right day for the date is not checked:
+ * the date alone counts.
+ */
+static int
+day_name(const char **p)
+{
+	size_t i, n;
+
+	for (i = 0; i < nitems(day_names); i++) {
+		n = strlen(day_names[i]);
+		if (strncasecmp(*p, day_names[i], n) != 0)
+			n = 3;
+		if (strncasecmp(*p, day_names[i], n) == 0) {
+			*p += n;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* "HH:MM:SS" at *p, as seconds since midnight; -1 if not. */
+static int64_t
+time_of_day(const char **p)
+{
+	int h, m, s;
+
+	if ((h = digits(p, 2)) < 0 || !lit(p, ":") || (m = digits(p, 2)) < 0 ||
+	    !lit(p, ":") || (s = digits(p, 2)) < 0)
+		return -1;
+	if (h > 23 || m > 59 || s > 60) /* 60: a leap second */
+		return -1;
+	return h * 3600 + m * 60 + s;
 }
 
 static int
-get_int(json_object *o, const char *key)
+month_days(int y, int m)
+{
+	static const int n[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
+		31 };
+
+	if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+		return 29;
+	return n[m - 1];
+}
+
+/*
+ * Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
+ * (H. Hinnant's days_from_civil), instead of timegm(), which is not in
+ * POSIX.
+ */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/*
+ * RFC 850's two-digit year: the year with those last two digits that is
+ * not more than 50 years in the future (RFC 9110 5.6.7).
+ */
+static int
+full_year(int yy, int64_t now_ms)
+{
+	time_t t = (time_t)(now_ms / 1000);
+	struct tm tm;
+	int cur, y;
+
+	cur = gmtime_r(&t, &tm) != NULL ? tm.tm_year + 1900 : 2000;
+	y = cur - cur % 100 + yy;
+	return y > cur + 50 ? y - 100 : y;
+}
+
+/*
+ * An HTTP date (RFC 9110 5.6.7) as seconds since the epoch:
+ *	Sun, 06 Nov 1994 08:49:37 GMT	IMF-fixdate
+ *	Sunday, 06-Nov-94 08:49:37 GMT	RFC 850
+ *	Sun Nov  6 08:49:37 1994	asctime
+ * Names are matched without regard to case.  Returns 0, or -1 when s is
+ * none of these.
+ */
+static int
+parse_http_date(const char *s, int64_t now_ms, int64_t *secs)
+{
+	const char *p = s;
+	int day = 0, mon = 0, year = 0;
+	int64_t tod = -1;
+
+	if (!day_name(&p))
+		return -1;
+	if (lit(&p, ", ")) {
+		if ((day = digits(&p, 2)) < 0)
+			return -1;
+		if (lit(&p, " ")) {
+			if ((mon = month_name(&p)) == 0 || !lit(&p, " ") ||
+			    (year = digits(&p, 4)) < 0)
+				return -1;
+		} else if (lit(&p, "-")) {
+			if ((mon = month_name(&p)) == 0 || !lit(&p, "-") ||
+			    (year = digits(&p, 2)) < 0)
+				return -1;
+			year = full_year(year, now_ms);
+		} else
+			return -1;
+		if (!lit(&p, " ") || (tod = time_of_day(&p)) < 0 ||
+		    !lit(&p, " GMT"))
+			return -1;
+	} else if (lit(&p, " ")) {
+		if ((mon = month_name(&p)) == 0 || !lit(&p, " "))
+			return -1;
+		day = lit(&p, " ") ? digits(&p, 1) : digits(&p, 2);
+		if (day < 0 || !lit(&p, " ") || (tod = time_of_day(&p)) < 0 ||
+		    !lit(&p, " ") || (year = digits(&p, 4)) < 0)
+			return -1;
+	} else
+		return -1;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p != '\0' || day < 1 || day > month_days(year, mon))
+		return -1;
+	*secs = days_from_civil(year, mon, day) * 86400 + tod;
+	return 0;
+}
+
+int
+provider_parse_retry_after(const char *value, int64_t now_ms, int64_t *ms)
+{
+	int64_t t, d;
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (*value >= '0' && *value <= '9')
+		return parse_delay(value, 1000, ms);
+	if (parse_http_date(value, now_ms, &t) == -1)
+		return -1;
+	/* Years 0..9999: no overflow in ms. */
+	d = t * 1000 - now_ms;
+	*ms = d < 0 ? 0 : d > DELAY_MAX_MS ? DELAY_MAX_MS : d;
+	return 0;
+}
+
+int64_t
+provider_retry_after(
+    const char *retry_after, const char *retry_after_ms, int64_t now_ms)
+{
+	int64_t ms;
+
+	if (retry_after_ms != NULL && parse_delay(retry_after_ms, 1, &ms) == 0)
+		return ms;
+	if (retry_after != NULL &&
+	    provider_parse_retry_after(retry_after, now_ms, &ms) == 0)
+		return ms;
+	return -1;
+}
+
+/*
+ * An error object in a reply, in any dialect met in practice: Ollama's
+ * {"error":"..."}; OpenAI's, llama.cpp's and newer vLLM's
+ * {"error":{"message","type","code"}}; older vLLM's flat
+ * {"object":"error","message","type","code"}.  "error": null or "", as
+ * some servers send beside a good reply, is none.
+ */
+struct prov_error {
+	const char *message;
+	const char *type; /* NULL when none */
+	const char *code; /* a string code; NULL when none */
+	int status;       /* an integer code of 400..599; -1 when none */
+};
+
+static const char *
+get_str(json_object *o, const char *key)
 {
 	json_object *v;
 
-	if (o != NULL && json_object_object_get_ex(o, key, &v) &&
-	    json_object_is_type(v, json_type_int))
-		return json_object_get_int(v);
-	return -1;
+	if (json_object_object_get_ex(o, key, &v) &&
+	    json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
+}
+
+/* 1 and pe filled when o is or holds an error object, else 0. */
+static int
+error_info(json_object *o, struct prov_error *pe)
+{
+	json_object *e = NULL, *v;
+	const char *s;
+	int64_t n;
+
+	memset(pe, 0, sizeof(*pe));
+	pe->status = -1;
+	if (!json_object_is_type(o, json_type_object))
+		return 0;
+	if ((s = get_str(o, "error")) != NULL) {
+		pe->message = s;
+		return s[0] != '\0';
+	}
+	if (!json_object_object_get_ex(o, "error", &e) ||
+	    !json_object_is_type(e, json_type_object)) {
+		if ((s = get_str(o, "object")) == NULL ||
+		    strcmp(s, "error") != 0)
+			return 0;
+		e = o;
+	}
+	if ((pe->message = get_str(e, "message")) == NULL)
+		pe->message = json_object_to_json_string_ext(
+		    e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	pe->type = get_str(e, "type");
+	if (json_object_object_get_ex(e, "code", &v)) {
+		if (json_object_is_type(v, json_type_string))
+			pe->code = json_object_get_string(v);
+		else if (json_object_is_type(v, json_type_int) &&
+		    (n = json_object_get_int64(v)) >= 400 && n <= 599)
+			pe->status = (int)n;
+	}
+	return 1;
+}
+
+static int
+is_quota(const struct prov_error *pe)
+{
+	return (pe->type != NULL &&
+	           strcmp(pe->type, "insufficient_quota") == 0) ||
+	    (pe->code != NULL && strcmp(pe->code, "insufficient_quota") == 0);
+}
+
+/*
+ * Error classification: every outcome of a call maps to one error kind
+ * of llmq(7) and to retry, yes when another attempt may succeed (the
+ * failure is transient), no when the same request would fail the same
+ * way.  Permanent failures the kind set has no word for say what they
+ * are in the message ("authentication failed", "insufficient quota").
+ *
+ *   outcome                                        kind           retry
+ *   transfer (curl):
+ *     timed out                                    timeout        yes
+ *     response larger than max_response            http_error     no
+ *     bad URL, protocol, TLS certificate           provider_down  no
+ *     any other: DNS, connect, reset, recv, ...    provider_down  yes
+ *   HTTP status other than 2xx (the status decides, but for the quota):
+ *     408, 504                                     timeout        yes
+ *     429                                          rate_limited   yes
+ *     429, error type or code insufficient_quota   http_error     no
+ *     502, 503 (Ollama busy, llama.cpp loading)    provider_down  yes
+ *     409                                          http_error     yes
+ *     501, 505 (the server lacks a feature)        http_error     no
+ *     other 5xx                                    http_error     yes
+ *     401, 403 ("authentication failed")           bad_request    no
+ *     other 4xx (400, 404, 413, 422, ...)          bad_request    no
+ *     1xx, 3xx (no redirect is followed)           http_error     no
+ *   2xx:
+ *     empty, not JSON, truncated (a cut transfer)  http_error     yes
+ *     JSON but not an object                       http_error     no
+ *     no message content (or a refusal)            http_error     no
+ *     message content                              (ok)           no
+ *   2xx with an error object: its code, else its type, in error_names[]:
+ *     insufficient_quota                           http_error     no
+ *     invalid_api_key, authentication_error, ...   bad_request    no
+ *     invalid_request_error, BadRequestError, ...  bad_request    no
+ *     rate_limit_exceeded, RateLimitError, ...     rate_limited   yes
+ *     unavailable_error (llama.cpp loading), ...   provider_down  yes
+ *     server_error, InternalServerError            http_error     yes
+ *   else an integer code 400..599 (llama.cpp, vLLM) as that HTTP status
+ *   above; else (Ollama's bare {"error":"..."}):   http_error     yes
+ */
+struct verdict {
+	const char *kind;
+	int retry;
+	const char *what; /* said before the provider's message, or NULL */
+};
+
+#define AUTH "authentication failed"
+#define QUOTA "insufficient quota"
+
+/*
+ * Types and codes of an error object inside a 2xx reply: OpenAI's types
+ * and codes, llama.cpp's types, vLLM's exception names.
+ */
+static const struct error_name {
+	const char *name;
+	struct verdict v;
+} error_names[] = {
+	{ "insufficient_quota", { "http_error", 0, QUOTA } },
+	{ "invalid_api_key", { "bad_request", 0, AUTH } },
+	{ "authentication_error", { "bad_request", 0, AUTH } },
+	{ "AuthenticationError", { "bad_request", 0, AUTH } },
+	{ "permission_error", { "bad_request", 0, AUTH } },
+	{ "PermissionDeniedError", { "bad_request", 0, AUTH } },
+	{ "invalid_request_error", { "bad_request", 0, NULL } },
+	{ "BadRequestError", { "bad_request", 0, NULL } },
+	{ "context_length_exceeded", { "bad_request", 0, NULL } },
+	{ "exceed_context_size_error", { "bad_request", 0, NULL } },
+	{ "not_found_error", { "bad_request", 0, NULL } },
+	{ "NotFoundError", { "bad_request", 0, NULL } },
+	{ "model_not_found", { "bad_request", 0, NULL } },
+	{ "rate_limit_exceeded", { "rate_limited", 1, NULL } },
+	{ "rate_limit_error", { "rate_limited", 1, NULL } },
+	{ "RateLimitError", { "rate_limited", 1, NULL } },
+	{ "unavailable_error", { "provider_down", 1, NULL } },
+	{ "overloaded_error", { "provider_down", 1, NULL } },
+	{ "server_error", { "http_error", 1, NULL } },
+	{ "InternalServerError", { "http_error", 1, NULL } },
+};
+
+static struct verdict
+status_verdict(long st)
+{
+	struct verdict v = { "http_error", 0, NULL };
+
+	if (st == 408 || st == 504)
+		v.kind = "timeout", v.retry = 1;
+	else if (st == 429)
+		v.kind = "rate_limited", v.retry = 1;
+	else if (st == 502 || st == 503)
+		v.kind = "provider_down", v.retry = 1;
+	else if (st == 409)
+		v.retry = 1;
+	else if (st == 501 || st == 505)
+		v.retry = 0;
+	else if (st >= 500 && st <= 599)
+		v.retry = 1;
+	else if (st == 401 || st == 403)
+		v.kind = "bad_request", v.what = AUTH;
+	else if (st >= 400 && st <= 499)
+		v.kind = "bad_request";
+	return v;
+}
+
+static struct verdict
+error_verdict(const struct prov_error *pe)
+{
+	const char *names[2] = { pe->code, pe->type };
+	struct verdict v = { "http_error", 1, NULL };
+	size_t i, k;
+
+	for (k = 0; k < nitems(names); k++)
+		for (i = 0; names[k] != NULL && i < nitems(error_names); i++)
+			if (strcmp(names[k], error_names[i].name) == 0)
+				return error_names[i].v;
+	if (pe->status != -1)
+		return status_verdict(pe->status);
+	return v;
+}
+
+/*
+ * Fail c as v says with the provider's error pe: "PREFIX (CODE): WHAT:
+ * MESSAGE", CODE the error's code or type when it has one.
+ */
+static void
+fail_error(struct call *c, struct verdict v, const char *prefix,
+    const struct prov_error *pe)
+{
+	const char *label = pe->code != NULL ? pe->code : pe->type;
+
+	fail(c, v.kind, v.retry, "%s%s%.*s%s: %s%s%.*s", prefix,
+	    label != NULL ? " (" : "", label != NULL ? 64 : 0,
+	    label != NULL ? label : "", label != NULL ? ")" : "",
+	    v.what != NULL ? v.what : "", v.what != NULL ? ": " : "",
+	    msglen(pe->message, strlen(pe->message)), pe->message);
+}
+
+static void
+transfer_failed(struct call *c, CURLcode code)
+{
+	switch (code) {
+	case CURLE_OPERATION_TIMEDOUT:
+		fail(c, "timeout", 1, "%s",
+		    c->errbuf[0] != '\0' ? c->errbuf : "timed out");
+		return;
+	case CURLE_WRITE_ERROR:
+	case CURLE_FILESIZE_EXCEEDED:
+		if (c->overflow || code == CURLE_FILESIZE_EXCEEDED) {
+			fail(c, "http_error", 0,
+			    "response larger than %zu bytes", c->maxresp);
+			return;
+		}
+		break;
+	/* What another attempt cannot mend: the URL, or TLS set-up. */
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_NOT_BUILT_IN:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+		fail(c, "provider_down", 0, "%s: %s", curl_easy_strerror(code),
+		    c->errbuf);
+		return;
+	default:
+		break;
+	}
+	fail(c, "provider_down", 1, "%s: %s", curl_easy_strerror(code),
+	    c->errbuf);
+}
+
+/* A token count, -1 when absent or negative; 0 too when zero_unknown. */
+static int
+get_count(json_object *o, const char *key, int zero_unknown)
+{
+	json_object *v;
+	int n;
+
+	if (o == NULL || !json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return -1;
+	n = json_object_get_int(v);
+	return n < 0 || (n == 0 && zero_unknown) ? -1 : n;
 }
 
 /* Copy the reply text, with NUL bytes (which no text column holds) replaced. */
@@ -303,17 +860,26 @@ static void
 parse_reply(struct call *c, json_object *o)
 {
 	json_object *msg = NULL, *content = NULL, *choices, *first, *usage;
-	const char *etext;
+	struct prov_error pe;
+	const char *refusal;
 
-	if ((etext = error_text(o)) != NULL) {
-		provider_call_fail(
-		    c, "http_error", "provider error: %s", etext);
+	if (!json_object_is_type(o, json_type_object)) {
+		fail(c, "http_error", 0, "provider reply is not a JSON object");
+		return;
+	}
+	if (error_info(o, &pe)) {
+		fail_error(c, error_verdict(&pe), "provider error", &pe);
 		return;
 	}
 	if (c->prov->kind == PROV_OLLAMA) {
 		json_object_object_get_ex(o, "message", &msg);
-		c->prompt_tokens = get_int(o, "prompt_eval_count");
-		c->completion_tokens = get_int(o, "eval_count");
+		/*
+		 * Ollama leaves a count of zero out (prompt_eval_count when
+		 * the whole prompt came from its cache), so neither its
+		 * absence nor a 0 is a count we can trust: both are unknown.
+		 */
+		c->prompt_tokens = get_count(o, "prompt_eval_count", 1);
+		c->completion_tokens = get_count(o, "eval_count", 1);
 	} else {
 		if (json_object_object_get_ex(o, "choices", &choices) &&
 		    json_object_is_type(choices, json_type_array) &&
@@ -321,92 +887,89 @@ parse_reply(struct call *c, json_object *o)
 		    (first = json_object_array_get_idx(choices, 0)) != NULL)
 			json_object_object_get_ex(first, "message", &msg);
 		if (json_object_object_get_ex(o, "usage", &usage)) {
-			c->prompt_tokens = get_int(usage, "prompt_tokens");
+			c->prompt_tokens = get_count(usage, "prompt_tokens", 0);
 			c->completion_tokens =
-			    get_int(usage, "completion_tokens");
+			    get_count(usage, "completion_tokens", 0);
 		}
 	}
 	if (msg == NULL ||
 	    !json_object_object_get_ex(msg, "content", &content) ||
 	    !json_object_is_type(content, json_type_string)) {
-		provider_call_fail(
-		    c, "http_error", "provider reply has no message content");
+		/* OpenAI: content null and a refusal instead. */
+		if (msg != NULL && (refusal = get_str(msg, "refusal")) != NULL)
+			fail(c, "http_error", 0, "model refused: %.*s",
+			    msglen(refusal, strlen(refusal)), refusal);
+		else
+			fail(c, "http_error", 0,
+			    "provider reply has no message content");
 		return;
 	}
 	c->ok = 1;
+	c->retry = 0;
 	c->text = copy_text(content);
+}
+
+void
+provider_classify(
+    struct call *c, CURLcode code, long st, const char *body, size_t len)
+{
+	json_object *o = NULL;
+	struct prov_error pe;
+	struct verdict v;
+	char perr[256], prefix[32];
+
+	c->http_status = st;
+	if (code != CURLE_OK) {
+		transfer_failed(c, code);
+		return;
+	}
+	if (body == NULL)
+		body = "", len = 0;
+	if (len > 0)
+		o = parse_json(body, len, perr, sizeof(perr));
+
+	if (st < 200 || st > 299) {
+		v = status_verdict(st);
+		snprintf(prefix, sizeof(prefix), "HTTP %ld", st);
+		if (o != NULL && error_info(o, &pe)) {
+			if (st == 429 && is_quota(&pe))
+				v = (struct verdict){ "http_error", 0, QUOTA };
+			fail_error(c, v, prefix, &pe);
+		} else if (len == 0)
+			fail(c, v.kind, v.retry, "%s: %s%sempty body", prefix,
+			    v.what != NULL ? v.what : "",
+			    v.what != NULL ? ": " : "");
+		else
+			fail(c, v.kind, v.retry, "%s: %s%s%.*s", prefix,
+			    v.what != NULL ? v.what : "",
+			    v.what != NULL ? ": " : "", msglen(body, len),
+			    body);
+		json_object_put(o);
+		return;
+	}
+	if (o == NULL) {
+		fail(c, "http_error", 1,
+		    "invalid JSON from provider: %s: \"%.*s\"",
+		    len == 0 ? "empty body" : perr, len < 80 ? (int)len : 80,
+		    body);
+		return;
+	}
+	parse_reply(c, o);
+	json_object_put(o);
 }
 
 void
 provider_call_done(struct call *c, CURLcode code)
 {
-	json_object *o = NULL;
-	char perr[256], *preview;
 	long st = 0;
 
 	c->finished_us = wall_us();
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &st);
-	c->http_status = st;
-
-	if (code != CURLE_OK) {
-		switch (code) {
-		case CURLE_OPERATION_TIMEDOUT:
-			provider_call_fail(c, "timeout", "%s",
-			    c->errbuf[0] ? c->errbuf : "timed out");
-			break;
-		case CURLE_WRITE_ERROR:
-		case CURLE_FILESIZE_EXCEEDED:
-			if (c->overflow || code == CURLE_FILESIZE_EXCEEDED) {
-				provider_call_fail(c, "http_error",
-				    "response larger than %zu bytes",
-				    c->maxresp);
-				break;
-			}
-			/* FALLTHROUGH */
-		default:
-			provider_call_fail(c, "provider_down", "%s: %s",
-			    curl_easy_strerror(code), c->errbuf);
-			break;
-		}
-		return;
-	}
-
-	if (c->resplen > 0)
-		o = parse_json(c->resp, c->resplen, perr, sizeof(perr));
-
-	if (st < 200 || st > 299) {
-		const char *kind, *etext = o != NULL ? error_text(o) : NULL;
-
-		if (st == 429)
-			kind = "rate_limited";
-		else if (st == 408 || st == 504)
-			kind = "timeout";
-		else if (st == 400 || st == 401 || st == 403 || st == 404 ||
-		    st == 413 || st == 422)
-			kind = "bad_request";
-		else if (st == 502 || st == 503)
-			kind = "provider_down";
-		else
-			kind = "http_error";
-		preview = str_escape(
-		    etext != NULL ? etext : (c->resp != NULL ? c->resp : ""),
-		    etext != NULL ? strlen(etext) : c->resplen, 200);
-		provider_call_fail(c, kind, "HTTP %ld: %s", st, preview);
-		free(preview);
-		json_object_put(o);
-		return;
-	}
-	if (o == NULL) {
-		preview =
-		    str_escape(c->resp != NULL ? c->resp : "", c->resplen, 80);
-		provider_call_fail(c, "http_error",
-		    "invalid JSON from provider: %s: \"%s\"",
-		    c->resplen == 0 ? "empty body" : perr, preview);
-		free(preview);
-		return;
-	}
-	parse_reply(c, o);
-	json_object_put(o);
+	provider_classify(c, code, st, c->resp, c->resplen);
+	c->retry_after_ms = c->ok ?
+	    -1 :
+	    provider_retry_after(c->hdr_retry_after, c->hdr_retry_after_ms,
+	        c->finished_us / 1000);
 }
 
 struct call *
@@ -421,6 +984,7 @@ provider_call_failed(
 	c->attempt = attempt;
 	c->model = -1;
 	c->prompt_tokens = c->completion_tokens = -1;
+	c->retry_after_ms = -1;
 	c->started_us = wall_us();
 	provider_call_fail(c, kind, "%s", message);
 	return c;

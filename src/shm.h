@@ -24,7 +24,7 @@
 /* Scopes one call needs: role, model, provider, global. */
 #define SHM_NEED_MAX 4
 /* Places in line per child: one per model of its role. */
-#define SHM_WAITS 4
+#define SHM_WAITS 8 /* CFG_ROLE_MODELS_MAX */
 
 enum shm_kind {
 	SCOPE_FREE = 0,

@@ -41,6 +41,7 @@
 #include "db.h"
 #include "log.h"
 #include "proctitle.h"
+#include "backoff.h"
 #include "provider.h"
 #include "shm.h"
 #include "util.h"
@@ -217,21 +218,49 @@ pg_up(struct worker *w)
 	return 0;
 }
 
-/* The model for a claimed row, or -1 with why set. */
+/* The default model of a role: its model, else medium's, else the first. */
+static int
+default_model(const struct cfg_role *ro)
+{
+	int cx;
+
+	if (ro->model != -1)
+		return ro->model;
+	if (ro->by_complexity[CX_MEDIUM] != -1)
+		return ro->by_complexity[CX_MEDIUM];
+	for (cx = 0; cx < CX_COUNT; cx++)
+		if (ro->by_complexity[cx] != -1)
+			return ro->by_complexity[cx];
+	return -1;
+}
+
+/*
+ * The model for a claimed row, or -1 with why set.  A row may name one of
+ * the role's models, or one it allows; a row sent back to try the
+ * fallback of its model names that fallback.
+ */
 static int
 route(const struct worker *w, const struct claimed *r, const char **why)
 {
 	const struct cfg_role *ro = w->role;
-	int cx, m, i;
+	int all[CFG_ROLE_MODELS_MAX], cx, m, i, n;
+	size_t a;
 
 	if (r->model != NULL) {
-		/* A caller may name one of the role's own models. */
 		m = cfg_model_find(w->cfg, r->model);
 		if (m != -1) {
 			if (m == ro->model)
 				return m;
 			for (i = 0; i < CX_COUNT; i++)
 				if (ro->by_complexity[i] == m)
+					return m;
+			for (a = 0; a < ro->nallow; a++)
+				if (ro->allow_models[a] == m)
+					return m;
+			n = cfg_role_models(
+			    w->cfg, ro, all, CFG_ROLE_MODELS_MAX);
+			for (i = 0; r->fallback_used && i < n; i++)
+				if (all[i] == m)
 					return m;
 		}
 		*why = "model not served by this role";
@@ -241,14 +270,8 @@ route(const struct worker *w, const struct claimed *r, const char **why)
 	    (cx = cfg_complexity_parse(r->complexity)) != -1 &&
 	    ro->by_complexity[cx] != -1)
 		return ro->by_complexity[cx];
-	if (ro->model != -1)
-		return ro->model;
-	/* By complexity, none given: medium, else the first one set. */
-	if (ro->by_complexity[CX_MEDIUM] != -1)
-		return ro->by_complexity[CX_MEDIUM];
-	for (i = 0; i < CX_COUNT; i++)
-		if (ro->by_complexity[i] != -1)
-			return ro->by_complexity[i];
+	if ((m = default_model(ro)) != -1)
+		return m;
 	*why = "role has no model";
 	return -1;
 }
@@ -312,6 +335,8 @@ start_call(struct worker *w, const struct claimed *r, int g)
 		return;
 	}
 	c->group = g;
+	c->max_attempts = r->max_attempts;
+	c->fallback_used = r->fallback_used;
 	c->next = w->running;
 	w->running = c;
 	w->inflight++;
@@ -390,6 +415,51 @@ claim(struct worker *w)
 	w->want_claim = full;
 }
 
+/*
+ * A failed call: try again later, or fail the request.  Only a transient
+ * failure (the provider says so, see provider.c) is retried, while the
+ * request has attempts left; the row goes back to pending, due after the
+ * backoff (backoff.c).
+ */
+static void
+decide(struct worker *w, struct call *c)
+{
+	const struct cfg_model *cm = &w->cfg->models[c->model];
+	int k = cfg_err_kind(c->error_kind);
+	char *m;
+
+	if (c->attempt >= c->max_attempts)
+		; /* final */
+	else if (!c->fallback_used && cm->fallback != -1 && k != -1 &&
+	    (cm->fallback_on & (1U << k))) {
+		/* One hop, at once: the row comes back for the fallback. */
+		c->requeue = 1;
+		c->requeue_ms = 0;
+		c->fallback = w->cfg->models[cm->fallback].name;
+	} else if (c->retry) {
+		c->requeue = 1;
+		c->requeue_ms = backoff_delay(c->attempt,
+		    w->role->backoff_base_ms, w->role->backoff_cap_ms,
+		    c->retry_after_ms, (uint32_t)random());
+	}
+	m = str_escape(c->error_message, strlen(c->error_message), 200);
+	if (c->fallback != NULL)
+		log_info("request %lld attempt %d of %d failed: %s: %s; "
+		         "falling back to \"%s\"",
+		    (long long)c->id, c->attempt, c->max_attempts,
+		    c->error_kind, m, c->fallback);
+	else if (c->requeue)
+		log_info("request %lld attempt %d of %d failed: %s: %s; "
+		         "retrying in %lld ms",
+		    (long long)c->id, c->attempt, c->max_attempts,
+		    c->error_kind, m, (long long)c->requeue_ms);
+	else
+		log_info("request %lld attempt %d of %d failed: %s: %s",
+		    (long long)c->id, c->attempt, c->max_attempts,
+		    c->error_kind, m);
+	free(m);
+}
+
 /* Move every transfer that ended to the done list. */
 static void
 collect(struct worker *w)
@@ -417,13 +487,8 @@ collect(struct worker *w)
 			c->group = -1;
 			w->want_claim = 1;
 		}
-		if (!c->ok) {
-			char *m = str_escape(
-			    c->error_message, strlen(c->error_message), 200);
-			log_info("request %lld attempt %d failed: %s: %s",
-			    (long long)c->id, c->attempt, c->error_kind, m);
-			free(m);
-		}
+		if (!c->ok)
+			decide(w, c);
 		c->next = w->done;
 		w->done = c;
 		w->ndone++;
@@ -611,54 +676,43 @@ pg_array(const char *const *elems, int n)
 }
 
 /*
- * One group per model the role sends rows to.  With a model per
- * complexity, the default model (medium, else the first one set: see
- * route()) takes every row the other groups do not, so that a row
- * naming a model the role does not serve is still claimed, and failed.
+ * One group per model the role sends rows to.  A group other than the
+ * default one takes the rows naming its model, and the rows naming none
+ * whose complexity the role maps to it; the default model (see route())
+ * takes every row no other group takes, so that a row naming a model the
+ * role does not serve is still claimed, and failed.
  */
 static void
 make_groups(struct worker *w, const struct shm_map *map)
 {
 	const struct cfg_role *ro = w->role;
 	const struct cfg *cfg = w->cfg;
-	const char *models[CX_COUNT], *cxs[CX_COUNT], *gcx[CX_COUNT];
-	int def, cx, i, nm = 0, ncx = 0, ng, m;
+	const char *names[CFG_ROLE_MODELS_MAX], *cxs[CX_COUNT], *gcx[CX_COUNT];
+	int all[CFG_ROLE_MODELS_MAX], def, cx, i, nall, nm = 0, ncx = 0, ng, m;
 	struct group *g;
 
-	if (ro->model != -1)
-		def = ro->model;
-	else if (ro->by_complexity[CX_MEDIUM] != -1)
-		def = ro->by_complexity[CX_MEDIUM];
-	else
-		for (def = -1, cx = 0; def == -1 && cx < CX_COUNT; cx++)
-			def = ro->by_complexity[cx];
-
-	w->groups = xcalloc(CX_COUNT + 1, sizeof(*w->groups));
+	def = default_model(ro);
+	nall = cfg_role_models(cfg, ro, all, CFG_ROLE_MODELS_MAX);
+	w->groups = xcalloc(nall, sizeof(*w->groups));
 	/* The others first, then the default with their complement. */
-	for (cx = 0; ro->model == -1 && cx < CX_COUNT; cx++) {
-		m = ro->by_complexity[cx];
-		if (m == -1 || m == def)
+	for (i = 0; i < nall; i++) {
+		if ((m = all[i]) == def)
 			continue;
-		for (i = 0; i < w->ngroups; i++)
-			if (w->groups[i].model == m)
-				break;
-		if (i < w->ngroups)
-			continue; /* done with its first complexity */
 		g = &w->groups[w->ngroups++];
 		g->model = m;
-		for (ng = 0, i = cx; i < CX_COUNT; i++)
-			if (ro->by_complexity[i] == m)
+		for (ng = 0, cx = 0; ro->model == -1 && cx < CX_COUNT; cx++)
+			if (ro->by_complexity[cx] == m)
 				gcx[ng++] =
-				    cfg_complexity_name((enum complexity)i);
-		models[nm++] = cfg->models[m].name;
+				    cfg_complexity_name((enum complexity)cx);
+		names[nm++] = cfg->models[m].name;
 		memcpy(cxs + ncx, gcx, ng * sizeof(*gcx));
 		ncx += ng;
-		g->db.models = pg_array(models + nm - 1, 1);
+		g->db.models = pg_array(names + nm - 1, 1);
 		g->db.cx = pg_array(gcx, ng);
 	}
 	g = &w->groups[w->ngroups++];
 	g->model = def;
-	g->db.models = pg_array(models, nm);
+	g->db.models = pg_array(names, nm);
 	g->db.cx = pg_array(cxs, ncx);
 	g->db.negate = 1;
 
@@ -705,6 +759,7 @@ worker_main(
 	w.parent_fd = parent_fd;
 	snprintf(w.me, sizeof(w.me), "%s:%d", host_name(), (int)getpid());
 	log_set_role(w.role->name);
+	srandom((unsigned)getpid() ^ (unsigned)mono_us());
 	proctitle_set("llmqd: %s worker", w.role->name);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)

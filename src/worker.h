@@ -18,8 +18,8 @@
  * Serve role (index into cfg->roles), taking slots in the scopes of map.
  * parent_fd reads EOF when the master dies.
  */
-int worker_main(const struct cfg *cfg, int role, const struct shm_map *map,
-    int parent_fd);
+int worker_main(
+    const struct cfg *cfg, int role, const struct shm_map *map, int parent_fd);
 
 /* Install the child's signal handlers, writing to a new self-pipe. */
 int child_signals(void);

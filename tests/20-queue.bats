@@ -156,7 +156,7 @@ SQL
 }
 
 @test "200 concurrent submits are all completed exactly once" {
-	psql_q "TRUNCATE llmq.requests"
+	psql_q "TRUNCATE llmq.requests, llmq.attempts"
 	curl -s -X POST "$MOCK_URL/_mock/reset" >/dev/null
 	for i in $(seq 1 200); do
 		submit -r executor --complexity simple -m "burst $i" >/dev/null &

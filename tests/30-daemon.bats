@@ -120,11 +120,11 @@ worker_pid() {
 	mv "$TEST_DIR/llmqd.log" "$TEST_DIR/llmqd.log.1"
 	kill -USR1 "$LLMQD_PID"
 	wait_until 10 test -e "$TEST_DIR/llmqd.log"
-	id=$(submit -r planner -m "logged mock:status=500")
+	id=$(submit -r planner -m "logged mock:status=404")
 	wait_req "$id" || true
 	# The worker's line about the failure went to the new file.
-	wait_until 10 grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log"
-	refute grep -q "request $id attempt 1 failed" "$TEST_DIR/llmqd.log.1"
+	wait_until 10 grep -q "request $id attempt 1 of 3 failed" "$TEST_DIR/llmqd.log"
+	refute grep -q "request $id attempt 1 of 3 failed" "$TEST_DIR/llmqd.log.1"
 	cat "$TEST_DIR/llmqd.log" >>"$TEST_DIR/llmqd.log.1"
 	mv "$TEST_DIR/llmqd.log.1" "$TEST_DIR/llmqd.log"
 	kill -USR1 "$LLMQD_PID"

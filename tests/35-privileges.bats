@@ -47,10 +47,10 @@ teardown_file() {
 	mv "$log" "$log.1"
 	kill -USR1 "$LLMQD_PID"
 	wait_until 10 test -e "$log"
-	id=$(submit -r planner -m "x mock:status=500")
+	id=$(submit -r planner -m "x mock:status=404")
 	wait_req "$id" || true
 	# A worker's line, written after the reopen, is in the new file.
-	wait_until 10 grep -q "request $id attempt 1 failed" "$log"
+	wait_until 10 grep -q "request $id attempt 1 of 3 failed" "$log"
 	refute grep -q "could not reopen" "$log" "$log.1"
 	pid=$LLMQD_PID
 	llmqd_stop
