@@ -650,8 +650,12 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 		{ "max_response", NULL, NULL },
 		{ "api_key_file", NULL, NULL },
 		{ "api_key_env", NULL, NULL },
+		{ "cooldown", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
+	struct key cd[] = { { "failures", NULL, NULL },
+		{ "window", NULL, NULL }, { "duration", NULL, NULL },
+		{ NULL, NULL, NULL } };
 	struct key *k, *kf, *ke;
 	const char *v, *host = NULL;
 	size_t old, len;
@@ -711,6 +715,17 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 	    opt_int(ld, keys, "concurrency", 0, CONC_MAX, &p->concurrency) ==
 	        -1)
 		return -1;
+	if ((k = key_get(keys, "cooldown"))->key != NULL) {
+		old = path_push(ld, k->name);
+		if (map_collect(ld, k->val, cd) == -1 ||
+		    opt_int(ld, cd, "failures", 0, 1000, &p->cool_failures) ==
+		        -1 ||
+		    opt_dur(ld, cd, "window", 1, DAY, &p->cool_window_ms) ==
+		        -1 ||
+		    opt_dur(ld, cd, "duration", 1, DAY, &p->cool_ms) == -1)
+			return -1;
+		path_pop(ld, old);
+	}
 	if ((k = key_get(keys, "max_response"))->key != NULL) {
 		old = path_push(ld, k->name);
 		if (get_size(ld, k->val, 1024, 1U << 30, &p->max_response) ==
@@ -776,6 +791,9 @@ load_providers(struct loader *ld, yaml_node_t *map)
 		p->timeout_ms = 60 * SEC;
 		p->connect_timeout_ms = 5 * SEC;
 		p->max_response = 8U << 20;
+		p->cool_failures = 5;
+		p->cool_window_ms = 10 * SEC;
+		p->cool_ms = 10 * SEC;
 		if (map_name(ld, map, i, &name) == -1)
 			return -1;
 		p->name = xstrdup(name);

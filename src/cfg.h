@@ -38,6 +38,9 @@ struct cfg_provider {
 	int64_t connect_timeout_ms; /* default 5s */
 	int concurrency;            /* 0: no limit of its own */
 	size_t max_response;        /* bytes; default 8 MiB */
+	int cool_failures;          /* failures in a row that cool it down */
+	int64_t cool_window_ms;     /* ... within this long; default 10s */
+	int64_t cool_ms;            /* for this long; default 10s */
 	char *api_key; /* from api_key_file / api_key_env; secret */
 };
 

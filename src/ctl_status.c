@@ -472,7 +472,12 @@ print_scopes(struct status *st)
 		row = table_row(&t);
 		name = name_text(sc->name);
 		cellf(row, 0, "%s", shm_kind_name(sc->kind));
-		cellf(row, 1, "%s%s", name, sc->live ? "" : " (retired)");
+		if (sc->kind == SCOPE_PROVIDER && sc->cool_wall > st->now_us)
+			cellf(row, 1, "%s (cooled down %.0fs)", name,
+			    (double)(sc->cool_wall - st->now_us) / 1e6 + 0.5);
+		else
+			cellf(
+			    row, 1, "%s%s", name, sc->live ? "" : " (retired)");
 		free(name);
 		if (sc->limit > 0)
 			cellf(row, 2, "%d", (int)sc->limit);
@@ -659,6 +664,16 @@ json_scopes(const struct status *st)
 		    o, "denied", json_object_new_int64((int64_t)sc->denied));
 		json_object_object_add(
 		    o, "live", json_object_new_boolean(sc->live != 0));
+		if (sc->kind == SCOPE_PROVIDER) {
+			json_object_object_add(o, "cooldowns",
+			    json_object_new_int64((int64_t)sc->cooldowns));
+			json_object_object_add(o, "cooled_down_s",
+			    sc->cool_wall > st->now_us ?
+			        json_object_new_double(
+			            (double)(sc->cool_wall - st->now_us) /
+			            1e6) :
+			        NULL);
+		}
 		if (sc->kind == SCOPE_ROLE)
 			json_queue(o, st, queue_find(st, sc->name));
 		json_object_array_add(a, o);

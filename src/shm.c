@@ -624,6 +624,49 @@ shm_release(const struct shm_need *need, int k, int unused)
 	unlock();
 }
 
+int
+shm_provider_outcome(
+    int s, int ok, int failures, int64_t window_ms, int64_t cool_ms)
+{
+	struct shm_scope *sc = &R->scopes[s];
+	int64_t now = mono_ms();
+	int cooled = 0;
+
+	if (failures <= 0)
+		return 0;
+	lock_child();
+	if (ok)
+		sc->fails = 0;
+	else if (now < sc->cool_until)
+		; /* a call from before the cool-down: already counted */
+	else {
+		if (sc->fails == 0 || now - sc->first_fail > window_ms) {
+			sc->fails = 0;
+			sc->first_fail = now;
+		}
+		if (++sc->fails >= failures) {
+			sc->cool_until = now + cool_ms;
+			sc->cool_wall = wall_us() + cool_ms * 1000;
+			sc->cooldowns++;
+			sc->fails = 0;
+			cooled = 1;
+		}
+	}
+	unlock();
+	return cooled;
+}
+
+int64_t
+shm_provider_cooling(int s)
+{
+	int64_t until, now;
+
+	until = __atomic_load_n(&R->scopes[s].cool_until, __ATOMIC_RELAXED);
+	if (until == 0 || (now = mono_ms()) >= until)
+		return 0;
+	return until - now;
+}
+
 void
 shm_unwant(int wi)
 {

@@ -38,12 +38,16 @@ struct shm_scope {
 	uint32_t kind; /* enum shm_kind; SCOPE_FREE: unused entry */
 	uint32_t live; /* part of the running configuration */
 	char name[SHM_NAME_LEN];
-	int32_t limit;    /* 0: no limit of its own */
-	int32_t inflight; /* the sum of the records' held[] */
-	int32_t peak;     /* most in flight at once */
-	int32_t pad;
-	uint64_t acquired; /* slots taken, ever */
-	uint64_t denied;   /* times this scope was the one that was full */
+	int32_t limit;      /* 0: no limit of its own */
+	int32_t inflight;   /* the sum of the records' held[] */
+	int32_t peak;       /* most in flight at once */
+	int32_t fails;      /* provider: failures in a row */
+	uint64_t acquired;  /* slots taken, ever */
+	uint64_t denied;    /* times this scope was the one that was full */
+	int64_t first_fail; /* provider: monotonic ms of the first of them */
+	int64_t cool_until; /* provider: cooled down until, monotonic ms */
+	int64_t cool_wall;  /* ... the same, wall clock microseconds */
+	uint64_t cooldowns; /* provider: times cooled down */
 };
 
 enum shm_proc_kind { PROC_FREE = 0, PROC_WORKER, PROC_CONSUMER };
@@ -166,6 +170,17 @@ int shm_acquire(const struct shm_need *, int want, int wait, int w);
  * they were taken for rows that were not there (not counted as taken).
  */
 void shm_release(const struct shm_need *, int k, int unused);
+/*
+ * Child: a call to the provider of scope s ended, well (ok) or with a
+ * transient failure.  failures such failures in a row within window_ms
+ * cool the provider down for cool_ms, for every process: returns 1 when
+ * this call did that.
+ */
+int shm_provider_outcome(
+    int s, int ok, int failures, int64_t window_ms, int64_t cool_ms);
+/* Child: milliseconds the provider of scope s stays cooled down; 0: none. */
+int64_t shm_provider_cooling(int s);
+
 /* Child: leave place w in line (nothing left to run for it). */
 void shm_unwant(int w);
 /* Child: leave every place (stopping, or lost its database). */

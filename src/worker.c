@@ -126,6 +126,9 @@ drain(int fd)
 		;
 }
 
+/* Where make_groups() puts the provider's scope in a need. */
+#define NEED_PROVIDER 2
+
 /* The rows of the role that go to one model, and the slots they need. */
 struct group {
 	int model;   /* index into cfg->models */
@@ -368,6 +371,11 @@ claim(struct worker *w)
 			shm_unwant_all();
 			break;
 		}
+		/* A provider cooling down: its rows wait in the queue. */
+		if (shm_provider_cooling(g->need.idx[NEED_PROVIDER]) > 0) {
+			shm_unwant(g - w->groups);
+			continue;
+		}
 		/*
 		 * Nothing known to wait: look for one row, holding one slot
 		 * for the look rather than every free one.  If it is there,
@@ -460,6 +468,24 @@ decide(struct worker *w, struct call *c)
 	free(m);
 }
 
+/*
+ * Count the call for its provider's cool-down: transient failures in a
+ * row cool it down for every process (shm.c); anything else is an answer
+ * that shows the provider alive.
+ */
+static void
+provider_health(struct worker *w, const struct call *c)
+{
+	const struct cfg_provider *p = c->prov;
+	int s = w->groups[c->group].need.idx[NEED_PROVIDER];
+
+	if (shm_provider_outcome(s, c->ok || !c->retry, p->cool_failures,
+	        p->cool_window_ms, p->cool_ms))
+		log_warnx("provider \"%s\" cooled down for %lld ms after %d "
+		          "failures in a row; its requests wait",
+		    p->name, (long long)p->cool_ms, p->cool_failures);
+}
+
 /* Move every transfer that ended to the done list. */
 static void
 collect(struct worker *w)
@@ -482,6 +508,8 @@ collect(struct worker *w)
 				break;
 			}
 		w->inflight--;
+		if (c->group != -1)
+			provider_health(w, c);
 		if (c->group != -1) {
 			shm_release(&w->groups[c->group].need, 1, 0);
 			c->group = -1;

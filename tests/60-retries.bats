@@ -36,19 +36,27 @@ providers:
     kind: ollama
     url: $MOCK_URL
     timeout: 10s
+    cooldown: { failures: 0 }   # fails on purpose, test after test
   cloud:
     kind: openai
     url: $MOCK_URL/v1
     timeout: 10s
+    cooldown: { failures: 0 }
+  flaky:
+    kind: ollama
+    url: $MOCK_URL
+    cooldown: { failures: 3, window: 10s, duration: 2s }
 models:
   "small:1b": { provider: local, fallback: "big:8b", fallback_on: [timeout, provider_down] }
   "big:8b": { provider: local }
   "gpt-test": { provider: cloud }
   "other": { provider: local }
+  "flaky:1b": { provider: flaky }
 roles:
   planner:
     concurrency: 4
     model: "gpt-test"
+    allow_models: ["flaky:1b"]
     max_attempts: 3
     backoff: { base: 200ms, cap: 1s }
   executor:
@@ -211,6 +219,27 @@ big:8b timeout false" ]
 	[ "$status" -ne 0 ]
 	[ "$(field "$no" "error_kind || ' ' || error_message")" = 'bad_request model not served by this role: "other"' ]
 	[ "$(psql_q "SELECT count(*) FROM llmq.attempts WHERE request_id = $no")" = 0 ]
+}
+
+@test "a provider that keeps failing is cooled down for every worker, then used again" {
+	ids=$(psql_q "SELECT llmq.submit('planner', ('[{\"role\":\"user\",\"content\":\"down ' || g || ' mock:error=busy\"}]')::jsonb, '{\"model\": \"flaky:1b\", \"max_attempts\": 1}') FROM generate_series(1, 3) g" | tr '\n' ' ')
+	run wait_req $ids
+	[ "$status" -ne 0 ]
+	grep -q 'provider "flaky" cooled down for 2000 ms after 3 failures in a row' "$TEST_DIR/llmqd.log"
+	run "$LLMQCTL" -c "$TEST_DIR/llmq.yaml" status
+	echo "$output"
+	[[ "$output" == *"flaky (cooled down"* ]]
+	# Its requests wait out the cool-down; other providers' do not.
+	later=$(submit -r planner --model flaky:1b -m "after the cool-down")
+	now=$(submit -r planner -m "another provider")
+	run wait_req "$now" "$later"
+	[ "$status" -eq 0 ]
+	w_later=$(field "$later" "(extract(epoch FROM claimed_at - created_at) * 1000)::int")
+	w_now=$(field "$now" "(extract(epoch FROM claimed_at - created_at) * 1000)::int")
+	echo "queue wait: cooled provider $w_later ms, other $w_now ms"
+	[ "$w_later" -ge 1000 ]
+	[ "$w_now" -le 500 ]
+	[ "$(field "$later" status)" = completed ]
 }
 
 @test "the configuration refuses a bad fallback_on and a role with too many models" {

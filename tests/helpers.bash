@@ -154,10 +154,12 @@ providers:
     kind: ollama
     url: $MOCK_URL
     timeout: ${PROVIDER_TIMEOUT:-10s}
+    cooldown: { failures: 0 }   # tests fail calls on purpose
   cloud:
     kind: openai
     url: $MOCK_URL/v1
     timeout: ${PROVIDER_TIMEOUT:-10s}
+    cooldown: { failures: 0 }
 models:
   "small:1b": { provider: local }
   "big:8b": { provider: local }

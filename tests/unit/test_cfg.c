@@ -658,7 +658,8 @@ test_sample(const char *arg)
 		return;
 	}
 	c = cfg_load(path, err, sizeof(err));
-	CHECK(c != NULL, "sample %s loads", path);
+	CHECK(c != NULL, "sample %s loads%s%s", path, c == NULL ? ": " : "",
+	    c == NULL ? err : "");
 	if (c == NULL)
 		printf("#   %s\n", err);
 	else
