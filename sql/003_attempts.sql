@@ -26,5 +26,19 @@ CREATE TABLE llmq.attempts (
 		    'validation_error', 'overload', 'cancelled', 'internal'))
 );
 
-CREATE INDEX attempts_request_idx ON llmq.attempts (request_id);
+-- One row per call even when its result is written twice (a finish whose
+-- reply was lost with the connection is sent again after reconnecting).
+CREATE UNIQUE INDEX attempts_call_idx
+	ON llmq.attempts (request_id, attempt, started_at);
 CREATE INDEX attempts_started_idx ON llmq.attempts (started_at);
+
+-- A retry goes back to pending due later: wake the workers only when the
+-- row is due now (a fallback), not for every retry, which the poll finds
+-- when it is due.
+DROP TRIGGER requests_notify_requeued ON llmq.requests;
+CREATE TRIGGER requests_notify_requeued
+	AFTER UPDATE OF status ON llmq.requests
+	FOR EACH ROW
+	WHEN (NEW.status = 'pending' AND OLD.status = 'processing'
+	      AND NEW.run_after <= clock_timestamp())
+	EXECUTE FUNCTION llmq.notify_requeued();

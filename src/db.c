@@ -109,9 +109,14 @@ static const struct {
 	    "         to_timestamp(v.finished_us / 1e6), v.http_status,"
 	    "         v.error_kind, v.error_message, v.retry,"
 	    "         v.prompt_tokens, v.completion_tokens"
-	    "    FROM v"
+	    "    FROM v JOIN llmq.requests q ON q.id = v.id"
 	    "   WHERE v.provider IS NOT NULL"
-	    "     AND EXISTS (SELECT 1 FROM llmq.requests q WHERE q.id = v.id))"
+	    /*
+	     * Not FOR KEY SHARE: that would skip the rows u updates.  A
+	     * request deleted by another transaction meanwhile fails the
+	     * batch, which flush() then writes row by row.
+	     */
+	    "  ON CONFLICT (request_id, attempt, started_at) DO NOTHING)"
 	    " SELECT count(*) FROM u" },
 	{ "fail",
 	    "UPDATE llmq.requests"
@@ -378,6 +383,12 @@ db_claim(PGconn *conn, const char *role, const char *me, int n,
 	if (res == NULL)
 		return -1;
 	count = PQntuples(res);
+	if (PQnfields(res) < 9) {
+		log_warnx("llmq.claim() is older than this llmqd: run "
+		          "\"llmqctl migrate\"");
+		PQclear(res);
+		return -1;
+	}
 	rows = count > 0 ? xcalloc(count, sizeof(*rows)) : NULL;
 	for (i = 0; i < count; i++) {
 		rows[i].id = strtoll(PQgetvalue(res, i, 0), NULL, 10);

@@ -26,6 +26,7 @@ struct call {
 	int requeue;            /* the owner's: back to pending, not final */
 	int64_t requeue_ms;     /* ... due again after this long */
 	int fallback_used;      /* the owner's: the row already fell back */
+	int short_timeout;      /* the owner's: a limit below the provider's */
 	const char *fallback;   /* the owner's: requeued for this model */
 	int64_t id;             /* request id */
 	int attempt;            /* the row's attempt number */

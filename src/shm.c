@@ -625,8 +625,8 @@ shm_release(const struct shm_need *need, int k, int unused)
 }
 
 int
-shm_provider_outcome(
-    int s, int ok, int failures, int64_t window_ms, int64_t cool_ms)
+shm_provider_outcome(int s, int ok, int64_t started_us, int failures,
+    int64_t window_ms, int64_t cool_ms)
 {
 	struct shm_scope *sc = &R->scopes[s];
 	int64_t now = mono_ms();
@@ -637,8 +637,8 @@ shm_provider_outcome(
 	lock_child();
 	if (ok)
 		sc->fails = 0;
-	else if (now < sc->cool_until)
-		; /* a call from before the cool-down: already counted */
+	else if (now < sc->cool_until || started_us < sc->cool_began)
+		; /* during, or sent before, the last cool-down: counted */
 	else {
 		if (sc->fails == 0 || now - sc->first_fail > window_ms) {
 			sc->fails = 0;
@@ -646,7 +646,8 @@ shm_provider_outcome(
 		}
 		if (++sc->fails >= failures) {
 			sc->cool_until = now + cool_ms;
-			sc->cool_wall = wall_us() + cool_ms * 1000;
+			sc->cool_began = wall_us();
+			sc->cool_wall = sc->cool_began + cool_ms * 1000;
 			sc->cooldowns++;
 			sc->fails = 0;
 			cooled = 1;

@@ -47,6 +47,7 @@ struct shm_scope {
 	int64_t first_fail; /* provider: monotonic ms of the first of them */
 	int64_t cool_until; /* provider: cooled down until, monotonic ms */
 	int64_t cool_wall;  /* ... the same, wall clock microseconds */
+	int64_t cool_began; /* wall clock microseconds */
 	uint64_t cooldowns; /* provider: times cooled down */
 };
 
@@ -171,13 +172,14 @@ int shm_acquire(const struct shm_need *, int want, int wait, int w);
  */
 void shm_release(const struct shm_need *, int k, int unused);
 /*
- * Child: a call to the provider of scope s ended, well (ok) or with a
- * transient failure.  failures such failures in a row within window_ms
- * cool the provider down for cool_ms, for every process: returns 1 when
- * this call did that.
+ * Child: a call to the provider of scope s, started at started_us (wall
+ * clock), ended well (ok) or with a transient failure; a failure of a
+ * call started before the last cool-down began is not counted.  failures such
+ * failures in a row within window_ms cool the provider down for cool_ms, for
+ * every process: returns 1 when this call did that.
  */
-int shm_provider_outcome(
-    int s, int ok, int failures, int64_t window_ms, int64_t cool_ms);
+int shm_provider_outcome(int s, int ok, int64_t started_us, int failures,
+    int64_t window_ms, int64_t cool_ms);
 /* Child: milliseconds the provider of scope s stays cooled down; 0: none. */
 int64_t shm_provider_cooling(int s);
 

@@ -266,8 +266,14 @@ route(const struct worker *w, const struct claimed *r, const char **why)
 				if (all[i] == m)
 					return m;
 		}
-		*why = "model not served by this role";
-		return -1;
+		/*
+		 * Sent to a fallback that a reload has since removed: serve
+		 * it as the role would have without a model named.
+		 */
+		if (!r->fallback_used) {
+			*why = "model not served by this role";
+			return -1;
+		}
 	}
 	if (r->complexity != NULL &&
 	    (cx = cfg_complexity_parse(r->complexity)) != -1 &&
@@ -338,6 +344,8 @@ start_call(struct worker *w, const struct claimed *r, int g)
 		return;
 	}
 	c->group = g;
+	c->short_timeout =
+	    timeout < w->cfg->providers[w->cfg->models[m].provider].timeout_ms;
 	c->max_attempts = r->max_attempts;
 	c->fallback_used = r->fallback_used;
 	c->next = w->running;
@@ -477,9 +485,17 @@ static void
 provider_health(struct worker *w, const struct call *c)
 {
 	const struct cfg_provider *p = c->prov;
-	int s = w->groups[c->group].need.idx[NEED_PROVIDER];
+	int s = w->groups[c->group].need.idx[NEED_PROVIDER], ok;
 
-	if (shm_provider_outcome(s, c->ok || !c->retry, p->cool_failures,
+	/*
+	 * A timeout that the request or its role made shorter than the
+	 * provider's says nothing about the provider: a caller must not be
+	 * able to cool it down for everyone.
+	 */
+	ok = c->ok || !c->retry;
+	if (!ok && c->short_timeout && strcmp(c->error_kind, "timeout") == 0)
+		return;
+	if (shm_provider_outcome(s, ok, c->started_us, p->cool_failures,
 	        p->cool_window_ms, p->cool_ms))
 		log_warnx("provider \"%s\" cooled down for %lld ms after %d "
 		          "failures in a row; its requests wait",
