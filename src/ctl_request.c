@@ -565,6 +565,42 @@ show_messages(const char *text)
 	json_object_put(msgs);
 }
 
+/* One line per call made for the request, from llmq.attempts. */
+static int
+show_calls(PGconn *conn, const char *id)
+{
+	const char *params[1] = { id };
+	PGresult *res;
+	char *line;
+	int i;
+
+	res = PQexecParams(conn,
+	    "SELECT format('%s: %s on %s, %s ms, %s%s%s', attempt, model,"
+	    "       provider,"
+	    "       round(extract(epoch FROM finished_at - started_at)"
+	    "             ::numeric * 1000),"
+	    "       coalesce(error_kind, 'ok'),"
+	    "       CASE WHEN http_status IS NOT NULL"
+	    "            THEN ' (HTTP ' || http_status || ')' ELSE '' END,"
+	    "       CASE WHEN retry THEN ', tried again' ELSE '' END)"
+	    "  FROM llmq.attempts WHERE request_id = $1 ORDER BY id",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_pgerr(
+		    conn, res, "could not read the calls of request %s", id);
+		PQclear(res);
+		return 1;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		line = str_escape(PQgetvalue(res, i, 0),
+		    (size_t)PQgetlength(res, i, 0), 1000);
+		show_kv("call", line);
+		free(line);
+	}
+	PQclear(res);
+	return 0;
+}
+
 static int
 show_run(PGconn *conn, const char *id, int as_json)
 {
@@ -589,7 +625,12 @@ show_run(PGconn *conn, const char *id, int as_json)
 		return 1;
 	if (as_json)
 		res = PQexecParams(conn,
-		    "SELECT to_jsonb(r) FROM llmq.requests r WHERE r.id = $1",
+		    "SELECT to_jsonb(r) || jsonb_build_object('calls',"
+		    "       (SELECT coalesce(jsonb_agg(to_jsonb(a) - "
+		    "'request_id'"
+		    "                        ORDER BY a.id), '[]')"
+		    "          FROM llmq.attempts a WHERE a.request_id = r.id))"
+		    "  FROM llmq.requests r WHERE r.id = $1",
 		    1, NULL, params, NULL, NULL, 0);
 	else
 		res = PQexecParams(conn,
@@ -644,7 +685,7 @@ show_run(PGconn *conn, const char *id, int as_json)
 		show_kv(timings[j][1], buf);
 	}
 	PQclear(res);
-	return 0;
+	return show_calls(conn, id);
 }
 
 int

@@ -105,6 +105,16 @@ gpt-test ok false" ]
 	[ "$g1" -ge 90 ] && [ "$g1" -le 400 ]
 	[ "$g2" -ge 190 ] && [ "$g2" -le 800 ]
 	grep -q "request $id attempt 1 of 3 failed: provider_down: .*server busy.*; retrying in" "$TEST_DIR/llmqd.log"
+	# llmqctl show lists the calls, and --json has them too.
+	run "$LLMQCTL" -d "$DBCONN" show "$id"
+	[ "$status" -eq 0 ]
+	echo "$output"
+	[ "$(grep -c '^call' <<<"$output")" = 3 ]
+	grep -q '^call: *1: gpt-test on cloud, [0-9]* ms, provider_down (HTTP 503), tried again$' <<<"$output"
+	grep -q '^call: *3: gpt-test on cloud, [0-9]* ms, ok (HTTP 200)$' <<<"$output"
+	run "$LLMQCTL" -d "$DBCONN" show --json "$id"
+	[ "$status" -eq 0 ]
+	[ "$(grep -o '"error_kind": "provider_down"' <<<"$output" | wc -l)" = 2 ]
 }
 
 @test "Retry-After is waited, up to the cap" {
