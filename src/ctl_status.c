@@ -66,17 +66,6 @@ struct status {
 /* Helpers. */
 
 static int
-in_line(const struct shm_proc *p)
-{
-	int w;
-
-	for (w = 0; w < SHM_WAITS; w++)
-		if (p->waits[w].units != 0)
-			return 1;
-	return 0;
-}
-
-static int
 pid_exists(long pid)
 {
 	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
@@ -137,7 +126,7 @@ proc_state(const struct shm_proc *p)
 {
 	if (p->exiting)
 		return "exiting";
-	if (in_line(p)) /* queued for a scope that was full */
+	if (shm_proc_waiting(p)) /* queued for a scope that was full */
 		return "waiting";
 	return "running";
 }

@@ -248,8 +248,8 @@ recount(void)
 	}
 }
 
-static int
-waiting(const struct shm_proc *p)
+int
+shm_proc_waiting(const struct shm_proc *p)
 {
 	int w;
 
@@ -272,7 +272,8 @@ wake_waiters(void)
 
 	for (i = 0; i < SHM_MAX_PROCS; i++) {
 		p = &R->procs[i];
-		if (i == shm_self || p->woken || p->pid <= 0 || !waiting(p))
+		if (i == shm_self || p->woken || p->pid <= 0 ||
+		    !shm_proc_waiting(p))
 			continue;
 		p->woken = 1;
 		p->woken_at = mono_ms();

@@ -196,5 +196,7 @@ const struct shm_region *shm_attach(const char *path, char *err, size_t errlen);
 void shm_detach(const struct shm_region *);
 
 const char *shm_kind_name(enum shm_kind);
+/* The child of record p stands in line for slots. */
+int shm_proc_waiting(const struct shm_proc *p);
 
 #endif
