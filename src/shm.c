@@ -630,11 +630,17 @@ shm_provider_outcome(int s, int ok, int64_t started_us, int failures,
     int64_t window_ms, int64_t cool_ms)
 {
 	struct shm_scope *sc = &R->scopes[s];
-	int64_t now = mono_ms();
+	int64_t now;
 	int cooled = 0;
 
-	if (failures <= 0)
+	/*
+	 * The common case, a call that went well while nothing was counted,
+	 * changes nothing: no lock on every call's way out.
+	 */
+	if (failures <= 0 ||
+	    (ok && __atomic_load_n(&sc->fails, __ATOMIC_RELAXED) == 0))
 		return 0;
+	now = mono_ms();
 	lock_child();
 	if (ok)
 		sc->fails = 0;
