@@ -16,10 +16,6 @@ teardown_file() {
 	common_teardown_file
 }
 
-field() {
-	psql_q "SELECT $2 FROM llmq.requests WHERE id = $1"
-}
-
 @test "a planner request is answered by the ollama provider" {
 	id=$(submit -r planner -m "write an outline")
 	run wait_req "$id"

@@ -43,7 +43,7 @@ worker_pid() {
 
 @test "rows of a worker killed mid-call are handed back by its successor" {
 	ids=$(submit -r planner -n 2 -m "long mock:delay=1500")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing' AND role='planner'\") = 2 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing' AND role='planner'" 2
 	kill -KILL "$(worker_pid planner)"
 	run wait_req $ids
 	[ "$status" -eq 0 ]
@@ -80,7 +80,7 @@ worker_pid() {
 @test "a second SIGHUP waits until the first generation has drained" {
 	curl -s -X POST "$MOCK_URL/_mock/reset" >/dev/null
 	ids=$(submit -r executor --complexity simple -n 20 -m "reloading mock:delay=1500")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 5 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing'" 5
 	n=$(grep -c "configuration reloaded" "$TEST_DIR/llmqd.log" || true)
 	kill -HUP "$LLMQD_PID"
 	wait_until 10 sh -c "[ \$(grep -c 'configuration reloaded' '$TEST_DIR/llmqd.log') -gt $n ]"
@@ -97,11 +97,11 @@ worker_pid() {
 @test "a result whose row is locked by someone else is written once the lock goes" {
 	locks=$(grep -c "finish failed: .*lock timeout" "$TEST_DIR/llmqd.log" || true)
 	id=$(submit -r planner -m "locked mock:delay=2000")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT status FROM llmq.requests WHERE id=$id\") = processing ]"
+	wait_until 10 sql_is "SELECT status FROM llmq.requests WHERE id=$id" processing
 	# Hold a lock on the row across the reply; meanwhile, others are served.
 	psql -X -q -d "$DBCONN" -c "BEGIN; SELECT 1 FROM llmq.requests WHERE id = $id FOR SHARE; SELECT pg_sleep(6); COMMIT" >/dev/null 3>&- &
 	locker=$!
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()\") = 1 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(6)%' AND state = 'active' AND pid <> pg_backend_pid()" 1
 	# The reply arrives while the lock is held: its write must wait...
 	wait_until 10 sh -c "[ \$(grep -c 'finish failed: .*lock timeout' '$TEST_DIR/llmqd.log') -gt $locks ]"
 	# ...without holding back another request's result.
@@ -143,7 +143,7 @@ worker_pid() {
 
 @test "SIGTERM lets calls in flight finish before the daemon exits" {
 	ids=$(submit -r executor --complexity simple -n 3 -m "finishing mock:delay=1000")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 3 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing'" 3
 	kill -TERM "$LLMQD_PID"
 	wait_until 20 gone "$LLMQD_PID"
 	# The workers waited for their calls; nothing had to be killed.
@@ -157,7 +157,7 @@ worker_pid() {
 
 @test "SIGQUIT hands calls in flight back to pending" {
 	ids=$(submit -r executor --complexity simple -n 2 -m "handed back mock:delay=5000")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 2 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing'" 2
 	kill -QUIT "$LLMQD_PID"
 	wait_until 10 gone "$LLMQD_PID"
 	LLMQD_PID=

@@ -91,11 +91,6 @@ insert_sql() {
 		  FROM generate_series(1, $3) g;"
 }
 
-drained() {
-	[ "$(psql_q "SELECT count(*) FROM llmq.requests
-		WHERE status IN ('pending', 'processing')")" = 0 ]
-}
-
 # The scopes' in-flight counts from llmqctl status, one "KIND NAME N"
 # line each.
 status_inflight() {
@@ -125,7 +120,7 @@ slots_free() {
 	psql_q "BEGIN; $(insert_sql planner '' 80 p)
 		$(insert_sql executor simple 200 s)
 		$(insert_sql executor complex 20 h) COMMIT"
-	wait_until 60 drained
+	wait_until 60 all_final
 	t1=$(date +%s%N)
 	[ "$(req_count completed)" = 300 ]
 	[ "$(mock_field requests)" = 300 ]
@@ -155,7 +150,7 @@ slots_free() {
 	mock_reset
 	llmqd_start "$TEST_DIR/llmq.yaml" 3
 	ids=$(submit -r planner -n 2 -m "long mock:delay=2500")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing' AND role='planner'\") = 2 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing' AND role='planner'" 2
 	kill -HUP "$LLMQD_PID"
 	wait_until 10 grep -q "generation 1 started" "$TEST_DIR/llmqd.log"
 	more=$(submit -r planner -n 4 -m "after the reload")
@@ -178,14 +173,14 @@ slots_free() {
 	psql_q "BEGIN; $(insert_sql executor simple 900 k)
 		$(insert_sql planner '' 100 q) COMMIT"
 	kills=0
-	while ! drained && [ $kills -lt 15 ]; do
+	while ! all_final && [ $kills -lt 15 ]; do
 		sleep 2
 		victim=$(pgrep -P "$LLMQD_PID" -f 'llmqd: (executor|planner) worker' | shuf -n 1)
 		[ -n "$victim" ] && kill -KILL "$victim" && kills=$((kills + 1))
 	done
 	echo "kills: $kills"
 	[ $kills -ge 2 ]
-	wait_until 60 drained
+	wait_until 60 all_final
 	psql_q "SELECT status, error_kind, error_message, count(*) FROM llmq.requests GROUP BY 1, 2, 3"
 	[ "$(req_count completed)" = 1000 ]
 	[ "$(req_count processing)" = 0 ]
@@ -230,7 +225,7 @@ slots_free() {
 	psql_q "BEGIN; $(insert_sql executor simple 800 d)
 		$(insert_sql executor complex 100 c)
 		$(insert_sql planner '' 100 e) COMMIT"
-	wait_until 90 drained
+	wait_until 90 all_final
 	psql_q "SELECT status, error_kind, error_message, count(*) FROM llmq.requests GROUP BY 1, 2, 3"
 	[ "$(req_count completed)" = 1000 ]
 	sleep 0.5
@@ -278,7 +273,7 @@ slots_free() {
 	mock_reset
 	llmqd_start "$TEST_DIR/llmq.yaml" 3
 	id=$(submit -r planner -m "slow mock:delay=1500")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT status FROM llmq.requests WHERE id=$id\") = processing ]"
+	wait_until 10 sql_is "SELECT status FROM llmq.requests WHERE id=$id" processing
 	# As if the row had been rescued and claimed again elsewhere while
 	# the first call was still running.
 	psql_q "UPDATE llmq.requests SET locked_by = 'newer-host:1',
@@ -295,7 +290,7 @@ slots_free() {
 	llmqd_start "$TEST_DIR/llmq.yaml" 3
 	# Both planner slots taken for 3 s.
 	busy=$(submit -r planner -n 2 -m "busy mock:delay=3000")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing' AND role='planner'\") = 2 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing' AND role='planner'" 2
 	late=$(psql_q "SELECT llmq.submit('planner', '[{\"role\":\"user\",\"content\":\"late\"}]', '{\"max_queue_wait\": \"300ms\"}')")
 	patient=$(psql_q "SELECT llmq.submit('planner', '[{\"role\":\"user\",\"content\":\"patient\"}]', '{\"max_queue_wait\": 20000}')")
 	run wait_req "$late"
@@ -332,7 +327,7 @@ slots_free() {
 	SHUTDOWN_TIMEOUT=1s limits_config "$TEST_DIR/llmq.yaml"
 	llmqd_start "$TEST_DIR/llmq.yaml" 3
 	ids=$(submit -r planner -n 2 -m "outlasting mock:delay=8000")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 2 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing'" 2
 	kill -TERM "$LLMQD_PID"
 	wait_until 10 gone "$LLMQD_PID"
 	grep -q "shutdown_timeout reached: handing back 2 requests" "$TEST_DIR/llmqd.log"
@@ -346,7 +341,7 @@ slots_free() {
 	SHUTDOWN_TIMEOUT=1s limits_config "$TEST_DIR/llmq.yaml"
 	llmqd_start "$TEST_DIR/llmq.yaml" 3
 	id=$(submit -r planner -m "stuck mock:delay=15000")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT status FROM llmq.requests WHERE id=$id\") = processing ]"
+	wait_until 10 sql_is "SELECT status FROM llmq.requests WHERE id=$id" processing
 	w=$(pgrep -P "$LLMQD_PID" -f 'llmqd: planner worker')
 	kill -STOP "$w"
 	kill -TERM "$LLMQD_PID"
@@ -361,7 +356,7 @@ slots_free() {
 	mock_reset
 	llmqd_start "$TEST_DIR/llmq.yaml" 3
 	ids=$(submit -r planner -n 3 -m "held mock:delay=1500")
-	wait_until 10 sh -c "[ \$(psql -X -A -t -d '$DBCONN' -c \"SELECT count(*) FROM llmq.requests WHERE status='processing'\") = 2 ]"
+	wait_until 10 sql_is "SELECT count(*) FROM llmq.requests WHERE status='processing'" 2
 	run status_inflight
 	echo "$output"
 	grep -qx 'global global 2' <<<"$output"

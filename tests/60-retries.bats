@@ -68,11 +68,6 @@ roles:
 EOC
 }
 
-# field ID EXPR: one value of a request row.
-field() {
-	psql_q "SELECT $2 FROM llmq.requests WHERE id = $1"
-}
-
 # attempts ID: "model kind retry" per call, in order.
 attempts() {
 	psql_q "SELECT model || ' ' || coalesce(error_kind, 'ok') || ' ' || retry

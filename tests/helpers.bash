@@ -237,6 +237,16 @@ req_count() {
 	psql_q "SELECT count(*) FROM llmq.requests WHERE status = '$1'"
 }
 
+# field ID EXPR: one value of a request row.
+field() {
+	psql_q "SELECT $2 FROM llmq.requests WHERE id = $1"
+}
+
+# sql_is QUERY VALUE: the query's one value is VALUE (for wait_until).
+sql_is() {
+	[ "$(psql_q "$1")" = "$2" ]
+}
+
 all_final() {
 	[ "$(psql_q "SELECT count(*) FROM llmq.requests
 		WHERE status IN ('pending', 'processing')")" = 0 ]
