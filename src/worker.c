@@ -392,14 +392,13 @@ claim(struct worker *w)
 		if (!g->backlog)
 			want = 1;
 		/*
-		 * Queue for slots only with rows known to be waiting; a look
-		 * on the poll timer must not hold slots back from others.
+		 * Stand in line for slots (and be woken when one frees) only
+		 * with rows known to be waiting: a look on the poll timer must
+		 * not hold slots back from others.
 		 */
-		/* In line when it has rows: woken when a slot frees. */
 		if ((got = shm_acquire(
-		         &g->need, want, g->backlog, g - w->groups)) == 0) {
+		         &g->need, want, g->backlog, g - w->groups)) == 0)
 			continue;
-		}
 		n = db_claim(w->pg, w->role->name, w->me, got, w->cfg->lease_ms,
 		    w->role->max_attempts, &g->db, &rows);
 		if (n == -1) {
