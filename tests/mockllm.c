@@ -3,19 +3,38 @@
  *
  * It speaks enough of the Ollama (POST /api/chat) and OpenAI (POST
  * /v1/chat/completions) HTTP APIs for llmq's client: it answers with
- * "echo: " and the content of the last message, in one body or streamed,
- * after a configurable delay.  It can be told to misbehave (other status
- * codes, garbage, truncated or empty bodies, hangs, resets, huge replies)
- * by default, at run time through POST /_mock/config, or per request by
+ * "echo: " and the content of the last message, in one body or, when the
+ * request body has "stream": true, streamed, after a configurable delay.
+ * A stream is the text in pieces, then the closing records (Ollama: the
+ * "done" line; OpenAI: the finish_reason chunk, the usage chunk if
+ * "stream_options" asked for it, "data: [DONE]"), each record one HTTP
+ * chunk; by default all at once, or spaced out over time.  It can be
+ * told to misbehave (other status codes, garbage, truncated or empty
+ * bodies, hangs, resets, huge replies, errors and cuts mid-stream) by
+ * default, at run time through POST /_mock/config, or per request by
  * "mock:key=value" directives in the last message.  GET /_mock/stats
  * reports counters, among them the most chat requests held at once, which
  * is what concurrency tests look at, both overall and per model (in
  * "models", by the "model" string of the request body; "" if there is
  * none or the body does not parse).  The first MAX_MODELS names of at
  * most MODEL_NAME bytes are counted apart, any others under "(other)";
- * POST /_mock/reset starts them over.  With -L it logs the moment each
- * chat request was complete, which benchmarks use to measure pick-up
- * latency.
+ * "streams" counts the streamed replies started, "stream_chunks" the
+ * records they queued, each an HTTP chunk (the empty last chunk is not
+ * counted).  POST /_mock/reset starts the counters over.
+ *
+ * With -L it logs the moment each chat request was complete, which
+ * benchmarks use to measure pick-up latency, and the moment the first
+ * record of each streamed reply was queued for sending (time to first
+ * token, as the mock sees it), a line each:
+ *   <us> <path> <content>
+ *   <us> first_chunk <path> <content>
+ * <us> is wall-clock microseconds since the epoch, <path> the route
+ * ("/api/chat", "/v1/chat/completions" or "/chat/completions"), <content>
+ * the first LOG_CONTENT bytes of the last message's content with blanks
+ * and control bytes made '_'.  A benchmark pairs the two by content (a
+ * marker of its own); a tag never starts with '/', so readers of the
+ * first kind that split at the first two blanks skip the second.  A
+ * stream cut before its first record logs no first_chunk.
  *
  * The directives, each "mock:key=value" anywhere in the last message's
  * content, are:
@@ -37,35 +56,80 @@
  *   retry_after_ms=MS  send "retry-after-ms: MS", as OpenAI does
  *   fail=N             do as the others say for the first N requests
  *                      with this very content, then answer every later
- *                      one with a plain 200 echo (after any delay), to
- *                      "fail twice with a 503, then succeed".  Requests
- *                      are counted by a hash of their content in a table
- *                      of FAIL_SLOTS that POST /_mock/reset empties; once
- *                      it is full, new contents are not counted and fail
- *                      every time.
+ *                      one with a plain 200 echo (after any delay, shaped
+ *                      by gap, pieces and usage but without stream_error
+ *                      or cut), to "fail twice with a 503, then succeed".
+ *                      Requests are counted by a hash of their content in
+ *                      a table of FAIL_SLOTS that POST /_mock/reset
+ *                      empties; once it is full, new contents are not
+ *                      counted and fail every time.
+ *   usage=0|1          0: report no token counts: no "usage" in an OpenAI
+ *                      body nor usage chunk in its stream (even when
+ *                      include_usage asked for one), no prompt_eval_count
+ *                      and eval_count in Ollama's done record
+ * and, for a streamed 200 reply only:
+ *   gap=MS             send the first record after the delay, then each
+ *                      following one (text pieces, closing records, the
+ *                      error) MS milliseconds after the one before, so a
+ *                      stream lasts about (pieces - 1 + closing records)
+ *                      * MS.  The head goes with the first record.
+ *                      mode=truncated ignores it: half of the whole
+ *                      stream goes at once.
+ *   pieces=N           cut the text into N pieces, 1 to 1000 (default 3),
+ *                      on UTF-8 boundaries; a text of fewer characters
+ *                      has empty pieces.  mode=big sends one piece.
+ *   stream_error=K     after K pieces (after all of them if there are K
+ *                      or fewer) send an error record instead of the
+ *                      next one and end the body, without [DONE]: Ollama
+ *                      {"error":"an error was encountered while running
+ *                      the model: unexpected EOF"} as an NDJSON line;
+ *                      OpenAI data: {"error":{"message":"The server had
+ *                      an error while processing your request. Sorry
+ *                      about that!","type":"server_error","code":null}}
+ *                      as an SSE event
+ *   stream_error_style=openai|llamacpp
+ *                      llamacpp: word OpenAI's error record as llama.cpp
+ *                      does, error: {"code":500,"message":"an error
+ *                      occurred during streaming","type":"server_error"}
+ *   cut=K              after K pieces (likewise), when the next record is
+ *                      due, close the connection (FIN) with the chunked
+ *                      body unended; cut=0 sends the head alone.  Where
+ *                      it falls with stream_error, the cut wins.
  * Other values that do not parse are ignored.  An error reply, named or
- * not, is one plain body even when the request asked for a stream.
+ * not, is one plain body even when the request asked for a stream.  POST
+ * /_mock/config takes the defaults as a JSON object, all or nothing:
+ * delay_ms, jitter_ms, status, mode, gap_ms, pieces, stream_error and
+ * cut (null for none), stream_error_style and usage (true or false).
  *
  * It must not be the bottleneck of a benchmark, so it is one thread
  * around one level-triggered epoll loop, with non-blocking sockets and
- * keep-alive; delays are deadlines in a min-heap that bound epoll_wait's
- * timeout.  Nothing in the loop blocks except appends to the log file.
+ * keep-alive; delays and the gaps of streams are deadlines in a min-heap
+ * that bound epoll_wait's timeout.  Nothing in the loop blocks except
+ * appends to the log file.
  *
  * Invariants:
  * - A connection holds at most one chat request that waits (for its
- *   deadline, or forever in "hang" mode).  Requests pipelined behind it
- *   stay unparsed in the input buffer until it is answered, so responses
- *   leave in request order.
+ *   deadline, forever in "hang" mode, or for the deadline of the next
+ *   record of its spaced-out stream).  Requests pipelined behind it stay
+ *   unparsed in the input buffer until it is answered in full, the last
+ *   record of a stream included, so responses leave in request order.
+ *   A waiting connection is in the heap unless it hangs.
  * - No request is looked at while a connection's queued output is above
  *   OUT_HIGH or a big reply is still being generated; this bounds memory
  *   per connection and keeps the output in order, since a big reply is
  *   queued as head bytes, a count of 'x' bytes made on the fly, and tail
- *   bytes, and nothing may be appended behind it until it is all out.
+ *   bytes, and anything queued behind it (the later records of its
+ *   stream) joins the tail until it is all out.  A stream's records are
+ *   queued when due whether or not the peer reads them; there are at
+ *   most MAX_PIECES + 3 of them, so that is bounded too.
  * - "inflight" counts chat requests parsed whose response is not yet
- *   queued; every path that drops such a request (peer gone, reset mode)
- *   decrements it, so it returns to zero when the server is idle.  The
- *   same paths decrement the "inflight" of the request's model, which
- *   the request holds (rep.ms) while it is counted.
+ *   wholly queued: a streamed reply counts until its last record is
+ *   queued or it is cut, so a spaced-out stream is held for all of its
+ *   duration.  Every path that drops such a request (peer gone, before
+ *   or in the middle of its stream, reset mode) decrements it, so it
+ *   returns to zero when the server is idle.  The same paths decrement
+ *   the "inflight" of the request's model, which the request holds
+ *   (rep.ms) while it is counted.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -116,6 +180,8 @@
 #define MODEL_NAME 128 /* bytes; longer names count under OTHER */
 #define OTHER "(other)"
 #define FAIL_SLOTS 4096 /* contents counted for mock:fail */
+#define PIECES 3        /* text pieces of a stream, by default */
+#define MAX_PIECES 1000
 
 enum api { API_OLLAMA, API_OPENAI };
 
@@ -133,7 +199,17 @@ enum mode {
 static const char *const mode_names[] = { "normal", "garbage", "truncated",
 	"empty", "hang", "reset", "big", "error" };
 
-enum wait { WAIT_NONE, WAIT_TIMER, WAIT_HANG };
+/*
+ * What a connection's chat request waits for: its deadline, nothing
+ * (hang), or the deadline of the next record of its streamed reply.
+ * Every wait but WAIT_HANG has the connection in the heap.
+ */
+enum wait { WAIT_NONE, WAIT_TIMER, WAIT_HANG, WAIT_STREAM };
+
+/* How an error inside an OpenAI stream is worded (mock:stream_error). */
+enum estyle { ESTYLE_OPENAI, ESTYLE_LLAMACPP };
+
+static const char *const estyle_names[] = { "openai", "llamacpp" };
 
 /* The canned errors of mock:error, each as some provider words it. */
 static const struct canned {
@@ -213,6 +289,23 @@ struct config {
 	int jitter_ms;
 	int status;
 	int mode;
+	int gap_ms;
+	int pieces;
+	int stream_error; /* text pieces before the error, or -1 */
+	int estyle;
+	int cut; /* text pieces before the cut, or -1 */
+	int usage;
+};
+
+/* How far a streamed reply has gone, kept between its records. */
+struct stream {
+	int pieces;  /* text pieces in all */
+	int sent;    /* text pieces queued */
+	int closed;  /* closing records queued */
+	int records; /* records of any kind queued */
+	int cut;     /* the stream ended in a cut */
+	size_t off;  /* bytes of text queued */
+	time_t created;
 };
 
 /* What to answer to a chat request, kept while the request waits. */
@@ -226,6 +319,14 @@ struct reply {
 	const struct canned *err; /* mock:error, or NULL */
 	int stream;
 	int include_usage;
+	int usage;        /* 0: report no token counts */
+	int gap_ms;       /* between the records of a stream */
+	int pieces;       /* asked for; mode=big makes it 1 */
+	int stream_error; /* text pieces before the error, or -1 */
+	int estyle;
+	int cut; /* text pieces before the cut, or -1 */
+	struct stream st;
+	const char *path; /* the route, for the log */
 	int keepalive;
 	int http10;
 	uint64_t seq;
@@ -301,6 +402,12 @@ struct asks {
 	int retry_date;
 	int retry_after_ms;
 	long fail;
+	int gap;
+	int pieces;
+	int stream_error;
+	int estyle;
+	int cut;
+	int usage;
 	const struct canned *err;
 	const char *bad; /* an unknown error name, or NULL */
 	size_t badlen;
@@ -320,6 +427,8 @@ struct server {
 	long inflight;
 	long max_inflight;
 	long connections;
+	uint64_t streams;
+	uint64_t stream_chunks;
 	uint64_t by_status[600];
 	/* OTHER may take the one slot beyond MAX_MODELS. */
 	struct mstat models[MAX_MODELS + 1];
@@ -479,16 +588,30 @@ rng_next(struct server *srv)
 	return srv->rng * 2685821657736338717ULL;
 }
 
+/* The index of s[0..len) among the n names, or -1. */
 static int
-mode_lookup(const char *s, size_t len)
+name_lookup(const char *const *names, size_t n, const char *s, size_t len)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-		if (strlen(mode_names[i]) == len &&
-		    memcmp(mode_names[i], s, len) == 0)
+	for (i = 0; i < n; i++)
+		if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
 			return (int)i;
 	return -1;
+}
+
+static int
+mode_lookup(const char *s, size_t len)
+{
+	return name_lookup(
+	    mode_names, sizeof(mode_names) / sizeof(mode_names[0]), s, len);
+}
+
+static int
+estyle_lookup(const char *s, size_t len)
+{
+	return name_lookup(estyle_names,
+	    sizeof(estyle_names) / sizeof(estyle_names[0]), s, len);
 }
 
 /*
@@ -922,6 +1045,54 @@ keyis(const char *k, size_t klen, const char *name)
 	return strlen(name) == klen && memcmp(k, name, klen) == 0;
 }
 
+/* A literal: 1 if it is word, 0 if it is some other value, -1 if bad. */
+static int
+jp_word(struct jp *j, const char *word)
+{
+	const char *s;
+
+	jp_peek(j);
+	s = j->p;
+	if (jp_skip(j) == -1)
+		return -1;
+	return keyis(s, (size_t)(j->p - s), word);
+}
+
+/* An integer of at most max, or null for -1. */
+static int
+jp_int_or_null(struct jp *j, long max, long *v)
+{
+	const char *s = j->p;
+
+	if (jp_word(j, "null") == 1) {
+		*v = -1;
+		return 0;
+	}
+	j->p = s;
+	return jp_int(j, max, v);
+}
+
+/* true or 1, false or 0. */
+static int
+jp_bool(struct jp *j, int *v)
+{
+	const char *s;
+	size_t n;
+
+	jp_peek(j);
+	s = j->p;
+	if (jp_skip(j) == -1)
+		return -1;
+	n = (size_t)(j->p - s);
+	if (keyis(s, n, "true") || keyis(s, n, "1"))
+		*v = 1;
+	else if (keyis(s, n, "false") || keyis(s, n, "0"))
+		*v = 0;
+	else
+		return -1;
+	return 0;
+}
+
 /*
  * The content of a message: a string, or (OpenAI) an array of parts
  * whose "text" strings are joined.  Anything else counts as empty.
@@ -1086,6 +1257,8 @@ directives(const char *s, size_t len, struct asks *a)
 	a->delay = a->status = a->mode = -1;
 	a->retry_after = a->retry_date = a->retry_after_ms = -1;
 	a->fail = -1;
+	a->gap = a->pieces = a->stream_error = a->estyle = a->cut = -1;
+	a->usage = -1;
 	a->err = NULL;
 	a->bad = NULL;
 	a->badlen = 0;
@@ -1133,6 +1306,24 @@ directives(const char *s, size_t len, struct asks *a)
 		} else if (keyis(k, klen, "fail")) {
 			if ((n = parse_num(v, vlen, LONG_MAX / 10)) >= 0)
 				a->fail = n;
+		} else if (keyis(k, klen, "gap")) {
+			if ((n = parse_num(v, vlen, MAX_MS)) >= 0)
+				a->gap = (int)n;
+		} else if (keyis(k, klen, "pieces")) {
+			if ((n = parse_num(v, vlen, MAX_PIECES)) >= 1)
+				a->pieces = (int)n;
+		} else if (keyis(k, klen, "stream_error")) {
+			if ((n = parse_num(v, vlen, INT_MAX)) >= 0)
+				a->stream_error = (int)n;
+		} else if (keyis(k, klen, "stream_error_style")) {
+			if ((m = estyle_lookup(v, vlen)) >= 0)
+				a->estyle = m;
+		} else if (keyis(k, klen, "cut")) {
+			if ((n = parse_num(v, vlen, INT_MAX)) >= 0)
+				a->cut = (int)n;
+		} else if (keyis(k, klen, "usage")) {
+			if ((n = parse_num(v, vlen, 1)) >= 0)
+				a->usage = (int)n;
 		}
 	}
 }
@@ -1262,9 +1453,12 @@ ollama_done(struct buf *b, const struct reply *rp, size_t textlen)
 
 	buf_printf(b,
 	    "\"done\":true,\"done_reason\":\"stop\","
-	    "\"total_duration\":%lld,\"prompt_eval_count\":%zu,"
-	    "\"eval_count\":%zu}",
-	    (long long)ns, rp->prompt_bytes / 4 + 1, textlen / 4 + 1);
+	    "\"total_duration\":%lld",
+	    (long long)ns);
+	if (rp->usage)
+		buf_printf(b, ",\"prompt_eval_count\":%zu,\"eval_count\":%zu",
+		    rp->prompt_bytes / 4 + 1, textlen / 4 + 1);
+	buf_putc(b, '}');
 }
 
 static void
@@ -1310,99 +1504,190 @@ chat_body(struct body *bd, const struct reply *rp, const struct text *t)
 	    "\"choices\":[{\"index\":0,\"message\":"
 	    "{\"role\":\"assistant\",\"content\":\"");
 	body_text(bd, t);
-	buf_puts(&bd->b, "\"},\"finish_reason\":\"stop\"}],");
-	openai_usage(&bd->b, rp, textlen);
+	buf_puts(&bd->b, "\"},\"finish_reason\":\"stop\"}]");
+	if (rp->usage) {
+		buf_putc(&bd->b, ',');
+		openai_usage(&bd->b, rp, textlen);
+	}
 	buf_putc(&bd->b, '}');
 }
 
+static void log_line(struct server *, int64_t, const char *, const char *,
+    size_t, const char *, size_t);
+static void heap_push(struct server *, struct conn *);
+
 /*
- * A streamed reply, as chunks: the text in a few pieces, each cut on a
- * UTF-8 boundary so that every piece is valid on its own, then the
- * closing records.  A big reply goes out as one piece.
+ * The end of the text piece i of n, in bytes of a text of len: cut on a
+ * UTF-8 boundary, so that every piece is valid on its own.  A text with
+ * fewer characters than pieces has empty ones.
  */
-static void
-chat_stream(struct body *bd, struct body *ck, const struct reply *rp,
-    const struct text *t)
+static size_t
+piece_end(const char *s, size_t len, int i, int n)
 {
-	size_t textlen = t->xfill ? t->xfill : t->len;
-	size_t cut[4], i, npieces = 3;
-	int sent = 0;
+	size_t at;
+
+	if (i >= n)
+		return len;
+	at = len * (size_t)i / (size_t)n;
+	while (at < len && ((unsigned char)s[at] & 0xc0) == 0x80)
+		at++;
+	return at;
+}
+
+/* The records that close a stream after its text. */
+static int
+stream_closing(const struct reply *rp)
+{
+	if (rp->api == API_OLLAMA)
+		return 1; /* the "done" line */
+	/* The finish_reason chunk, the usage chunk if any, [DONE]. */
+	return rp->include_usage && rp->usage ? 3 : 2;
+}
+
+/* Where (in text pieces) a stream_error or cut of k falls. */
+static int
+stream_at(const struct reply *rp, int k)
+{
+	return k < rp->st.pieces ? k : rp->st.pieces;
+}
+
+/* The error record of a stream, in its API's words. */
+static void
+stream_error_record(struct buf *b, const struct reply *rp)
+{
+	if (rp->api == API_OLLAMA)
+		buf_puts(b,
+		    "{\"error\":\"an error was encountered while running "
+		    "the model: unexpected EOF\"}\n");
+	else if (rp->estyle == ESTYLE_LLAMACPP)
+		buf_puts(b,
+		    "error: {\"code\":500,\"message\":\"an error occurred "
+		    "during streaming\",\"type\":\"server_error\"}\n\n");
+	else
+		buf_puts(b,
+		    "data: {\"error\":{\"message\":\"The server had an error "
+		    "while processing your request. Sorry about that!\","
+		    "\"type\":\"server_error\",\"code\":null}}\n\n");
+}
+
+/*
+ * Append to bd, as one chunk, the next record of the streamed reply of
+ * c: a text piece, a closing record or the error; the end of the
+ * chunked body goes with the last.  Returns 1 when the stream is over,
+ * with rep.st.cut set if it ends in a cut (nothing appended then).
+ */
+static int
+stream_next(struct server *srv, struct conn *c, struct body *bd)
+{
+	struct reply *rp = &c->rep;
+	struct stream *st = &rp->st;
+	struct body *ck = &srv->chunk;
+	size_t textlen = rp->mode == MODE_BIG ? BIG_BYTES : rp->textlen;
+	size_t end;
 	struct text piece;
 	char created[64];
-	time_t now = time(NULL);
+	int over = 0;
 
-	cut[0] = 0;
-	for (i = 1; i < npieces; i++) {
-		cut[i] = t->len * i / npieces;
-		while (cut[i] < t->len &&
-		    ((unsigned char)t->s[cut[i]] & 0xc0) == 0x80)
-			cut[i]++;
-		if (cut[i] < cut[i - 1])
-			cut[i] = cut[i - 1];
+	/* A cut or an error falls before any closing record. */
+	if (st->closed == 0 && rp->cut >= 0 &&
+	    st->sent == stream_at(rp, rp->cut)) {
+		st->cut = 1;
+		return 1;
 	}
-	cut[npieces] = t->len;
-	if (t->xfill)
-		npieces = 1;
+	body_reset(ck);
 	rfc3339(created, sizeof(created));
-	for (i = 0; i < npieces; i++) {
-		if (t->xfill)
-			piece = *t;
-		else {
-			piece.s = t->s + cut[i];
-			piece.len = cut[i + 1] - cut[i];
+	if (st->closed == 0 && rp->stream_error >= 0 &&
+	    st->sent == stream_at(rp, rp->stream_error)) {
+		stream_error_record(&ck->b, rp);
+		over = 1;
+	} else if (st->sent < st->pieces) {
+		if (rp->mode == MODE_BIG) {
+			piece.s = NULL;
+			piece.len = 0;
+			piece.xfill = BIG_BYTES;
+		} else {
+			end = piece_end(
+			    rp->text, rp->textlen, st->sent + 1, st->pieces);
+			piece.s = rp->text + st->off;
+			piece.len = end - st->off;
 			piece.xfill = 0;
-			/* Skip empty pieces, but always send one. */
-			if (piece.len == 0 && (i > 0 || t->len > 0))
-				continue;
+			st->off = end;
 		}
-		body_reset(ck);
 		if (rp->api == API_OLLAMA) {
 			ollama_head(&ck->b, rp, created);
 			body_text(ck, &piece);
 			buf_puts(&ck->b, "\"},\"done\":false}\n");
 		} else {
 			buf_puts(&ck->b, "data: ");
-			openai_head(&ck->b, rp, "chat.completion.chunk", now);
-			buf_puts(&ck->b,
-			    "\"choices\":[{\"index\":0,"
-			    "\"delta\":{");
-			if (sent == 0)
+			openai_head(
+			    &ck->b, rp, "chat.completion.chunk", st->created);
+			buf_puts(
+			    &ck->b, "\"choices\":[{\"index\":0,\"delta\":{");
+			if (st->sent == 0)
 				buf_puts(&ck->b, "\"role\":\"assistant\",");
 			buf_puts(&ck->b, "\"content\":\"");
 			body_text(ck, &piece);
 			buf_puts(&ck->b, "\"},\"finish_reason\":null}]}\n\n");
 		}
-		body_chunk(bd, ck);
-		sent++;
-	}
-	body_reset(ck);
-	if (rp->api == API_OLLAMA) {
+		st->sent++;
+	} else if (rp->api == API_OLLAMA) {
 		ollama_head(&ck->b, rp, created);
 		buf_puts(&ck->b, "\"},");
 		ollama_done(&ck->b, rp, textlen);
 		buf_putc(&ck->b, '\n');
-		body_chunk(bd, ck);
+		over = ++st->closed == stream_closing(rp);
 	} else {
-		buf_puts(&ck->b, "data: ");
-		openai_head(&ck->b, rp, "chat.completion.chunk", now);
-		buf_puts(&ck->b,
-		    "\"choices\":[{\"index\":0,\"delta\":{},"
-		    "\"finish_reason\":\"stop\"}]}\n\n");
-		body_chunk(bd, ck);
-		if (rp->include_usage) {
-			body_reset(ck);
+		if (st->closed == 0) {
 			buf_puts(&ck->b, "data: ");
-			openai_head(&ck->b, rp, "chat.completion.chunk", now);
+			openai_head(
+			    &ck->b, rp, "chat.completion.chunk", st->created);
+			buf_puts(&ck->b,
+			    "\"choices\":[{\"index\":0,\"delta\":{},"
+			    "\"finish_reason\":\"stop\"}]}\n\n");
+		} else if (st->closed + 1 < stream_closing(rp)) {
+			buf_puts(&ck->b, "data: ");
+			openai_head(
+			    &ck->b, rp, "chat.completion.chunk", st->created);
 			buf_puts(&ck->b, "\"choices\":[],");
 			openai_usage(&ck->b, rp, textlen);
 			buf_puts(&ck->b, "}\n\n");
-			body_chunk(bd, ck);
-		}
-		body_reset(ck);
-		buf_puts(&ck->b, "data: [DONE]\n\n");
-		body_chunk(bd, ck);
+		} else
+			buf_puts(&ck->b, "data: [DONE]\n\n");
+		over = ++st->closed == stream_closing(rp);
 	}
-	buf_puts(&bd->b, "0\r\n\r\n");
+	body_chunk(bd, ck);
+	if (over)
+		buf_puts(&bd->b, "0\r\n\r\n");
+	if (st->records++ == 0)
+		log_line(srv, wall_us(), "first_chunk", rp->path,
+		    strlen(rp->path), rp->text + 6, rp->textlen - 6);
+	srv->stream_chunks++;
+	return over;
+}
+
+/*
+ * Start the streamed reply of c, appending to bd its first record, or
+ * all of them when they are not to be spaced out.  Returns 1 when the
+ * stream is over.
+ */
+static int
+stream_start(struct server *srv, struct conn *c, struct body *bd)
+{
+	struct reply *rp = &c->rep;
+	struct stream *st = &rp->st;
+
+	memset(st, 0, sizeof(*st));
+	/* A big reply goes out as one piece: only one fill at a time. */
+	st->pieces = rp->mode == MODE_BIG ? 1 : rp->pieces;
+	st->created = time(NULL);
+	srv->streams++;
+	/* A truncated reply is half of the whole, so the whole it is. */
+	if (rp->gap_ms == 0 || rp->mode == MODE_TRUNCATED) {
+		while (!stream_next(srv, c, bd))
+			;
+		return 1;
+	}
+	return stream_next(srv, c, bd);
 }
 
 /* The headers that tell a client when to come back, if rp asks. */
@@ -1466,8 +1751,56 @@ reply_simple(
 }
 
 /*
+ * The request in c->rep is answered in full (or dropped by reset mode):
+ * from here on it no longer counts as in flight.
+ */
+static void
+reply_end(struct server *srv, struct conn *c)
+{
+	struct reply *rp = &c->rep;
+
+	srv->inflight--;
+	rp->ms->inflight--;
+	rp->ms = NULL;
+	if (rp->st.cut || !rp->keepalive)
+		c->closing = 1;
+	free(rp->model);
+	free(rp->text);
+	rp->model = rp->text = NULL;
+}
+
+/*
+ * Queue bd behind whatever c has queued, after any 'x' fill that is not
+ * all out yet.  bd may hold a fill itself only when c has none: a big
+ * reply is the only one of its connection, and its first record.
+ */
+static void
+conn_queue(struct conn *c, const struct body *bd)
+{
+	if (c->fill > 0 || c->tail.len > 0) {
+		buf_add(&c->tail, bd->b.p, bd->b.len);
+	} else if (bd->fill_n) {
+		buf_add(&c->out, bd->b.p, bd->fill_at);
+		c->fill = bd->fill_n;
+		buf_add(
+		    &c->tail, bd->b.p + bd->fill_at, bd->b.len - bd->fill_at);
+	} else
+		buf_add(&c->out, bd->b.p, bd->b.len);
+}
+
+/* Set c to wait for the next record of its stream, gap_ms after now. */
+static void
+stream_wait(struct server *srv, struct conn *c, int64_t now)
+{
+	c->waiting = WAIT_STREAM;
+	c->deadline = now + (int64_t)c->rep.gap_ms * 1000;
+	heap_push(srv, c);
+}
+
+/*
  * Queue the answer to the chat request in c->rep, whose wait (if any) is
- * over: from here on it no longer counts as in flight.
+ * over: all of it, or the head and first record of a stream whose records
+ * are spaced out, the rest to follow from stream_step().
  */
 static void
 reply_send(struct server *srv, struct conn *c)
@@ -1476,15 +1809,13 @@ reply_send(struct server *srv, struct conn *c)
 	struct body *bd = &srv->body;
 	const char *ctype = "application/json";
 	struct text t;
-	int chunked = 0;
+	int chunked = 0, over = 1;
 	size_t half;
 
-	srv->inflight--;
-	rp->ms->inflight--;
-	rp->ms = NULL;
 	if (rp->mode == MODE_RESET) {
 		c->kill = c->linger0 = 1;
-		goto done;
+		reply_end(srv, c);
+		return;
 	}
 	srv->by_status[rp->status]++;
 	body_reset(bd);
@@ -1507,17 +1838,17 @@ reply_send(struct server *srv, struct conn *c)
 		/* These statuses must not carry a body at all. */
 		if (rp->status == 204 || rp->status == 205)
 			break;
-		t.s = rp->text;
-		t.len = rp->textlen;
-		t.xfill = rp->mode == MODE_BIG ? BIG_BYTES : 0;
 		if (!rp->stream) {
+			t.s = rp->text;
+			t.len = rp->textlen;
+			t.xfill = rp->mode == MODE_BIG ? BIG_BYTES : 0;
 			chat_body(bd, rp, &t);
 			break;
 		}
 		chunked = 1;
 		ctype = rp->api == API_OLLAMA ? "application/x-ndjson" :
 		                                "text/event-stream";
-		chat_stream(bd, &srv->chunk, rp, &t);
+		over = stream_start(srv, c, bd);
 		break;
 	}
 	put_head(&c->out, rp->status, ctype,
@@ -1528,19 +1859,30 @@ reply_send(struct server *srv, struct conn *c)
 		half = bd->b.len / 2;
 		buf_add(&c->out, bd->b.p, half);
 		c->closing = 1;
-	} else if (bd->fill_n) {
-		buf_add(&c->out, bd->b.p, bd->fill_at);
-		c->fill = bd->fill_n;
-		buf_add(
-		    &c->tail, bd->b.p + bd->fill_at, bd->b.len - bd->fill_at);
 	} else
-		buf_add(&c->out, bd->b.p, bd->b.len);
-	if (!rp->keepalive)
-		c->closing = 1;
-done:
-	free(rp->model);
-	free(rp->text);
-	rp->model = rp->text = NULL;
+		conn_queue(c, bd);
+	if (over)
+		reply_end(srv, c);
+	else
+		stream_wait(srv, c, mono_us());
+}
+
+/* The deadline of c's next stream record is here: queue the record. */
+static void
+stream_step(struct server *srv, struct conn *c)
+{
+	struct body *bd = &srv->body;
+
+	body_reset(bd);
+	if (stream_next(srv, c, bd)) {
+		c->waiting = WAIT_NONE;
+		conn_queue(c, bd);
+		reply_end(srv, c);
+		return;
+	}
+	conn_queue(c, bd);
+	/* From the last deadline, not now: a late loop does not drift. */
+	stream_wait(srv, c, c->deadline);
 }
 
 static void
@@ -1562,9 +1904,15 @@ log_flush(struct server *srv)
 	srv->log.len = 0;
 }
 
+/*
+ * Log "<when> <path> <content>", or with a tag "<when> <tag> <path>
+ * <content>": a tag never starts with '/' as a path does, and a reader
+ * of the untagged lines that splits at the first two blanks finds a
+ * content starting with the path, which matches no marker.
+ */
 static void
-log_request(struct server *srv, int64_t when, const struct req *rq,
-    const char *content, size_t len)
+log_line(struct server *srv, int64_t when, const char *tag, const char *path,
+    size_t pathlen, const char *content, size_t len)
 {
 	struct buf *b = &srv->log;
 	size_t i, start;
@@ -1574,19 +1922,28 @@ log_request(struct server *srv, int64_t when, const struct req *rq,
 	if (b->len == 0)
 		srv->log_due = mono_us() + LOG_FLUSH_US;
 	buf_printf(b, "%lld ", (long long)when);
-	buf_add(b, rq->path, rq->pathlen);
+	if (tag != NULL)
+		buf_printf(b, "%s ", tag);
+	buf_add(b, path, pathlen);
 	buf_putc(b, ' ');
 	if (len > LOG_CONTENT)
 		len = LOG_CONTENT;
 	start = b->len;
 	buf_add(b, content, len);
-	/* One request, one line, three fields: no blanks or controls. */
+	/* One line, blank-separated fields: no blanks or controls inside. */
 	for (i = start; i < b->len; i++)
 		if ((unsigned char)b->p[i] <= ' ' || b->p[i] == 0x7f)
 			b->p[i] = '_';
 	buf_putc(b, '\n');
 	if (b->len >= LOG_HIGH)
 		log_flush(srv);
+}
+
+static void
+log_request(struct server *srv, int64_t when, const struct req *rq,
+    const char *content, size_t len)
+{
+	log_line(srv, when, NULL, rq->path, rq->pathlen, content, len);
 }
 
 static void
@@ -1738,11 +2095,13 @@ chat_bad_error(struct server *srv, struct conn *c, const struct req *rq,
 	c->rep.ms = NULL;
 }
 
+/* A chat request on route path, a string that outlives the request. */
 static void
-handle_chat(
-    struct server *srv, struct conn *c, const struct req *rq, enum api api)
+handle_chat(struct server *srv, struct conn *c, const struct req *rq,
+    enum api api, const char *path)
 {
 	struct reply *rp = &c->rep;
+	struct config cf = srv->cfg;
 	struct mstat *ms;
 	struct chat ch;
 	struct asks a;
@@ -1790,9 +2149,20 @@ handle_chat(
 		rp->status = 200;
 		rp->err = NULL;
 		rp->retry_after = rp->retry_date = rp->retry_after_ms = -1;
+		a.stream_error = a.cut = -1;
+		cf.stream_error = cf.cut = -1;
 	}
 	rp->stream = ch.stream;
 	rp->include_usage = ch.include_usage;
+	rp->usage = a.usage >= 0 ? a.usage : cf.usage;
+	rp->gap_ms = a.gap >= 0 ? a.gap : cf.gap_ms;
+	rp->pieces = a.pieces >= 0 ? a.pieces : cf.pieces;
+	rp->stream_error =
+	    a.stream_error >= 0 ? a.stream_error : cf.stream_error;
+	rp->estyle = a.estyle >= 0 ? a.estyle : cf.estyle;
+	rp->cut = a.cut >= 0 ? a.cut : cf.cut;
+	rp->path = path;
+	memset(&rp->st, 0, sizeof(rp->st));
 	rp->keepalive = rq->keepalive;
 	rp->http10 = rq->http10;
 	rp->seq = ++srv->seq;
@@ -1859,7 +2229,11 @@ handle_stats(struct server *srv, struct conn *c, const struct req *rq)
 		    (unsigned long long)srv->by_status[i]);
 		first = 0;
 	}
-	buf_printf(b, "},\"connections\":%ld}", srv->connections);
+	buf_printf(b,
+	    "},\"connections\":%ld,\"streams\":%llu,"
+	    "\"stream_chunks\":%llu}",
+	    srv->connections, (unsigned long long)srv->streams,
+	    (unsigned long long)srv->stream_chunks);
 	buf_putc(b, '\0');
 	reply_simple(c, 200, b->p, rq->keepalive, rq->http10);
 }
@@ -1870,6 +2244,7 @@ handle_reset(struct server *srv, struct conn *c, const struct req *rq)
 	int i;
 
 	srv->requests = 0;
+	srv->streams = srv->stream_chunks = 0;
 	srv->max_inflight = srv->inflight;
 	for (i = 0; i < srv->nmodels; i++) {
 		srv->models[i].requests = 0;
@@ -1910,6 +2285,29 @@ handle_config(struct server *srv, struct conn *c, const struct req *rq)
 			if (jp_string(&j, &s, &n) == -1 ||
 			    (cf.mode = mode_lookup(s, n)) == -1)
 				goto bad;
+		} else if (keyis(k, klen, "gap_ms")) {
+			if (jp_int(&j, MAX_MS, &v) == -1)
+				goto bad;
+			cf.gap_ms = (int)v;
+		} else if (keyis(k, klen, "pieces")) {
+			if (jp_int(&j, MAX_PIECES, &v) == -1 || v < 1)
+				goto bad;
+			cf.pieces = (int)v;
+		} else if (keyis(k, klen, "stream_error")) {
+			if (jp_int_or_null(&j, INT_MAX, &v) == -1)
+				goto bad;
+			cf.stream_error = (int)v;
+		} else if (keyis(k, klen, "stream_error_style")) {
+			if (jp_string(&j, &s, &n) == -1 ||
+			    (cf.estyle = estyle_lookup(s, n)) == -1)
+				goto bad;
+		} else if (keyis(k, klen, "cut")) {
+			if (jp_int_or_null(&j, INT_MAX, &v) == -1)
+				goto bad;
+			cf.cut = (int)v;
+		} else if (keyis(k, klen, "usage")) {
+			if (jp_bool(&j, &cf.usage) == -1)
+				goto bad;
 		} else if (jp_skip(&j) == -1)
 			goto bad;
 	}
@@ -1934,10 +2332,11 @@ static void
 handle(struct server *srv, struct conn *c, const struct req *rq)
 {
 	if (routeis(rq, "POST", "/api/chat"))
-		handle_chat(srv, c, rq, API_OLLAMA);
-	else if (routeis(rq, "POST", "/v1/chat/completions") ||
-	    routeis(rq, "POST", "/chat/completions"))
-		handle_chat(srv, c, rq, API_OPENAI);
+		handle_chat(srv, c, rq, API_OLLAMA, "/api/chat");
+	else if (routeis(rq, "POST", "/v1/chat/completions"))
+		handle_chat(srv, c, rq, API_OPENAI, "/v1/chat/completions");
+	else if (routeis(rq, "POST", "/chat/completions"))
+		handle_chat(srv, c, rq, API_OPENAI, "/chat/completions");
 	else if (routeis(rq, "GET", "/_mock/stats"))
 		handle_stats(srv, c, rq);
 	else if (routeis(rq, "POST", "/_mock/reset"))
@@ -2288,7 +2687,7 @@ conn_free(struct server *srv, struct conn *c)
 		/* A request dropped unanswered is in flight no more. */
 		srv->inflight--;
 		c->rep.ms->inflight--;
-		if (c->waiting == WAIT_TIMER)
+		if (c->waiting != WAIT_HANG)
 			heap_remove(srv, c);
 	}
 	if (c->linger0 &&
@@ -2407,8 +2806,12 @@ run_timers(struct server *srv)
 	while (srv->nheap > 0 && srv->heap[0]->deadline <= now) {
 		c = srv->heap[0];
 		heap_remove(srv, c);
-		c->waiting = WAIT_NONE;
-		reply_send(srv, c);
+		if (c->waiting == WAIT_STREAM)
+			stream_step(srv, c);
+		else {
+			c->waiting = WAIT_NONE;
+			reply_send(srv, c);
+		}
 		conn_run(srv, c);
 	}
 }
@@ -2588,6 +2991,9 @@ main(int argc, char *argv[])
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg.status = 200;
 	srv.cfg.mode = MODE_NORMAL;
+	srv.cfg.pieces = PIECES;
+	srv.cfg.stream_error = srv.cfg.cut = -1;
+	srv.cfg.usage = 1;
 	srv.logfd = -1;
 	while ((ch = getopt(argc, argv, "d:f:j:L:l:m:P:p:s:")) != -1) {
 		switch (ch) {
