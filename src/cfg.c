@@ -16,12 +16,14 @@
 #include "config.h"
 
 #include <sys/stat.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -46,6 +48,8 @@
 #define DUR_MAX (3650 * DAY)
 #define CONC_MAX 10000
 #define MAX_QUEUE_WAIT (24 * DAY) /* in the roles table as integer ms */
+#define CACHE_TTL_DEFAULT HOUR
+#define CACHE_TTL_MAX DUR_MAX
 /* A config or key file larger than this is a mistake. */
 #define CFG_FILE_MAX (4 << 20)
 #define KEY_FILE_MAX 65536
@@ -483,6 +487,69 @@ opt_dur(struct loader *ld, struct key *keys, const char *name, int64_t lo,
 	if (get_dur(ld, k->val, lo, hi, out) == -1)
 		return -1;
 	path_pop(ld, old);
+	return 0;
+}
+
+/*
+ * A boolean: true/false, yes/no or on/off, the forms of YAML 1.1 that
+ * operators write (YAML 1.2 keeps only the first pair).
+ */
+static int
+get_bool(struct loader *ld, yaml_node_t *n, int *out)
+{
+	static const char *const yes[] = { "true", "yes", "on" };
+	static const char *const no[] = { "false", "no", "off" };
+	const char *v;
+	char *s;
+	size_t i;
+
+	if (get_text(ld, n, "true or false", &v) == -1)
+		return -1;
+	for (i = 0; i < nitems(yes); i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	s = shown(n);
+	fail(ld, n, "expected true or false, got \"%s\"", s);
+	free(s);
+	return -1;
+}
+
+static int
+opt_bool(struct loader *ld, struct key *keys, const char *name, int *out)
+{
+	struct key *k = key_get(keys, name);
+	size_t old;
+
+	if (k->key == NULL)
+		return 0;
+	old = path_push(ld, name);
+	if (get_bool(ld, k->val, out) == -1)
+		return -1;
+	path_pop(ld, old);
+	return 0;
+}
+
+/*
+ * roles.R.cache: false (the default), true (entries live CACHE_TTL_DEFAULT)
+ * or a duration, the time to live of the entries.  *ttl is 0 for false.
+ */
+static int
+get_cache(struct loader *ld, yaml_node_t *n, int64_t *ttl)
+{
+	int on;
+
+	if (n->type == YAML_SCALAR_NODE && isdigit((unsigned char)sval(n)[0]))
+		return get_dur(ld, n, 1000, CACHE_TTL_MAX, ttl);
+	if (get_bool(ld, n, &on) == -1)
+		return -1;
+	*ttl = on ? CACHE_TTL_DEFAULT : 0;
 	return 0;
 }
 
@@ -1048,6 +1115,8 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 		{ "max_queue_wait", NULL, NULL },
 		{ "backoff", NULL, NULL },
 		{ "allow_models", NULL, NULL },
+		{ "stream", NULL, NULL },
+		{ "cache", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
 	struct key bo[] = { { "base", NULL, NULL }, { "cap", NULL, NULL },
@@ -1082,6 +1151,14 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 	    opt_dur(ld, keys, "max_queue_wait", 1, MAX_QUEUE_WAIT,
 	        &r->max_queue_wait_ms) == -1)
 		return -1;
+	if (opt_bool(ld, keys, "stream", &r->stream) == -1)
+		return -1;
+	if ((k = key_get(keys, "cache"))->key != NULL) {
+		old = path_push(ld, k->name);
+		if (get_cache(ld, k->val, &r->cache_ttl_ms) == -1)
+			return -1;
+		path_pop(ld, old);
+	}
 	if ((k = key_get(keys, "allow_models"))->key != NULL) {
 		yaml_node_t **items;
 		size_t n, j;
@@ -1647,4 +1724,86 @@ cfg_complexity_parse(const char *s)
 		if (strcmp(s, cfg_complexity_name((enum complexity)i)) == 0)
 			return i;
 	return -1;
+}
+
+int
+cfg_role_default_model(const struct cfg_role *r)
+{
+	int cx;
+
+	if (r->model != -1)
+		return r->model;
+	if (r->by_complexity[CX_MEDIUM] != -1)
+		return r->by_complexity[CX_MEDIUM];
+	for (cx = 0; cx < CX_COUNT; cx++)
+		if (r->by_complexity[cx] != -1)
+			return r->by_complexity[cx];
+	return -1;
+}
+
+/* Append s to buf as a JSON string; names hold no control characters. */
+static void
+json_name(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t need = strlen(s) * 2 + 3;
+
+	if (*len + need + 1 > *cap) {
+		while (*len + need + 1 > *cap)
+			*cap *= 2;
+		*buf = xrealloc(*buf, *cap);
+	}
+	(*buf)[(*len)++] = '"';
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			(*buf)[(*len)++] = '\\';
+		(*buf)[(*len)++] = *s;
+	}
+	(*buf)[(*len)++] = '"';
+	(*buf)[*len] = '\0';
+}
+
+static void
+json_lit(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (*len + n + 1 > *cap) {
+		while (*len + n + 1 > *cap)
+			*cap *= 2;
+		*buf = xrealloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, s, n + 1);
+	*len += n;
+}
+
+char *
+cfg_role_routes(const struct cfg *c, const struct cfg_role *r)
+{
+	size_t len = 0, cap = 256, a;
+	char *buf = xmalloc(cap);
+	int cx, m;
+
+	buf[0] = '\0';
+	json_lit(&buf, &len, &cap, "{");
+	if ((m = cfg_role_default_model(r)) != -1) {
+		json_lit(&buf, &len, &cap, "\"default\":");
+		json_name(&buf, &len, &cap, c->models[m].name);
+		json_lit(&buf, &len, &cap, ",");
+	}
+	for (cx = 0; cx < CX_COUNT; cx++) {
+		if ((m = r->by_complexity[cx]) == -1)
+			continue;
+		json_name(&buf, &len, &cap, cfg_complexity_name(cx));
+		json_lit(&buf, &len, &cap, ":");
+		json_name(&buf, &len, &cap, c->models[m].name);
+		json_lit(&buf, &len, &cap, ",");
+	}
+	json_lit(&buf, &len, &cap, "\"allow\":[");
+	for (a = 0; a < r->nallow; a++) {
+		json_name(&buf, &len, &cap, c->models[r->allow_models[a]].name);
+		if (a + 1 < r->nallow)
+			json_lit(&buf, &len, &cap, ",");
+	}
+	json_lit(&buf, &len, &cap, "]}");
+	return buf;
 }

@@ -66,6 +66,8 @@ struct cfg_role {
 	int64_t max_queue_wait_ms; /* 0: wait for ever */
 	int64_t backoff_base_ms;   /* first retry delay; default 1s */
 	int64_t backoff_cap_ms;    /* longest, Retry-After too; 60s */
+	int stream;                /* stream replies by default */
+	int64_t cache_ttl_ms;      /* cache replies by default; 0: no */
 };
 
 struct cfg {
@@ -124,6 +126,20 @@ const struct cfg_role *cfg_role_find(const struct cfg *, const char *name);
  * The models role ro's rows may go to: its own, those it allows, and
  * their fallbacks; at most max of them, into out.  Returns how many.
  */
+/*
+ * The model of a row of role r that names none and has no complexity the
+ * role routes: its model, else medium's, else the first one set; -1 when
+ * none.
+ */
+int cfg_role_default_model(const struct cfg_role *);
+
+/*
+ * The routes of role r as JSON text, for the roles table (the cache
+ * keys requests by the model they go to, at insert time): {"default":
+ * M, "simple": M, "medium": M, "complex": M, "allow": [M, ...]}, the
+ * complexities present only when set.  The caller frees it.
+ */
+char *cfg_role_routes(const struct cfg *, const struct cfg_role *);
 int cfg_role_models(
     const struct cfg *, const struct cfg_role *ro, int *out, int max);
 int cfg_model_find(const struct cfg *, const char *name); /* -1: none */

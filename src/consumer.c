@@ -7,9 +7,11 @@
  * that died (a successor does the same for its role at start-up; doing
  * it here too covers roles that a reload removed) and the rows whose
  * lease expired (a host that vanished), fails the pending rows that
- * passed their queue deadline (error kind overload), and once a minute
- * deletes finished rows older than the retention, in small batches so
- * that no statement holds locks for long.
+ * passed their queue deadline (error kind overload), deletes expired
+ * cache entries and the pieces of streamed replies that no call will
+ * finish, and once a minute deletes finished rows older than the
+ * retention, in small batches so that no statement holds locks for
+ * long.
  *
  * The master stops the consumer after every worker has exited; its last
  * act is one more hand-back, for the rows of workers that had to be
@@ -66,6 +68,12 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			if (db_rescue_dead(pg, NULL) == -1 ||
 			    db_rescue_expired(pg) == -1)
 				goto lost;
+			if (db_purge_partials(pg, PURGE_BATCH) == -1 ||
+			    (n = db_purge_cache(pg, PURGE_BATCH)) == -1)
+				goto lost;
+			if (n > 0)
+				log_info("deleted %d expired cache entr%s", n,
+				    n == 1 ? "y" : "ies");
 			while ((n = db_overload(pg, OVERLOAD_BATCH)) ==
 			        OVERLOAD_BATCH &&
 			    !child_term && !child_quit)
@@ -83,6 +91,7 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 				if (total > 0)
 					log_info("purged %d finished request%s",
 					    total, total == 1 ? "" : "s");
+
 				next_purge = now + PURGE_EVERY_MS;
 			}
 			next_run = now + cfg->consumer_interval_ms;

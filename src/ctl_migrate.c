@@ -65,28 +65,41 @@ static int
 migrate_roles(struct ctl *ctl, int dry_run)
 {
 	const struct cfg_role *r;
-	const char *params[2];
-	char wbuf[24];
+	const char *params[4];
+	char wbuf[24], tbuf[24], *routes;
 	PGresult *res;
 	size_t i;
 
 	for (i = 0; i < ctl->cfg->nroles; i++) {
 		r = &ctl->cfg->roles[i];
 		params[0] = r->name;
-		params[1] = NULL;
+		params[1] = params[3] = NULL;
 		if (r->max_queue_wait_ms > 0) {
 			snprintf(wbuf, sizeof(wbuf), "%lld",
 			    (long long)r->max_queue_wait_ms);
 			params[1] = wbuf;
 		}
-		/* The deadline follows the configuration; "inserted" is new. */
+		params[2] = routes = cfg_role_routes(ctl->cfg, r);
+		if (r->cache_ttl_ms > 0) {
+			snprintf(tbuf, sizeof(tbuf), "%lld",
+			    (long long)r->cache_ttl_ms);
+			params[3] = tbuf;
+		}
+		/*
+		 * What llmqd's workers register too (src/db.c), so that the
+		 * cache works before llmqd first starts; "inserted" is new.
+		 */
 		res = PQexecParams(ctl->conn,
-		    "INSERT INTO llmq.roles (name, max_queue_wait_ms) "
-		    "VALUES ($1, $2) "
+		    "INSERT INTO llmq.roles (name, max_queue_wait_ms, routes, "
+		    "cache_ttl_ms) "
+		    "VALUES ($1, $2, $3, $4) "
 		    "ON CONFLICT (name) DO UPDATE "
-		    "SET max_queue_wait_ms = EXCLUDED.max_queue_wait_ms "
+		    "SET max_queue_wait_ms = EXCLUDED.max_queue_wait_ms, "
+		    "routes = EXCLUDED.routes, "
+		    "cache_ttl_ms = EXCLUDED.cache_ttl_ms "
 		    "RETURNING (xmax = 0) AS inserted",
-		    2, NULL, params, NULL, NULL, 0);
+		    4, NULL, params, NULL, NULL, 0);
+		free(routes);
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			ctl_pgerr(ctl->conn, res,
 			    "could not register role \"%s\"", params[0]);

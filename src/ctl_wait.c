@@ -11,6 +11,14 @@
  * before it reaches stderr.  The exit status is 1 if any request
  * failed, was cancelled or does not exist (or on a database error),
  * else EXIT_TIMEOUT if any timed out.
+ *
+ * With --follow, one request's text is printed while the model writes
+ * it: the pieces of a streamed call arrive by NOTIFY on
+ * "llmq_stream_<id>" (small ones in the payload) and are read from
+ * llmq.partials when one is missed or too big for a payload.  When the
+ * row is final, the rest of the response is printed, or, should it not
+ * continue what was printed (a later attempt wrote another text), all
+ * of it after a note on stderr.
  */
 #include "config.h"
 
@@ -23,6 +31,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include <json.h>
 #include <libpq-fe.h>
 
 #include "cfg.h"
@@ -236,22 +245,290 @@ wait_run(PGconn *conn, struct wait_item *items, size_t n, int64_t timeout_ms)
 	return failed ? 1 : timedout ? EXIT_TIMEOUT : 0;
 }
 
+/* The text of one request as followed. */
+struct follow {
+	int64_t id;
+	int attempt;  /* the attempt being printed; 0 before any */
+	int next_seq; /* the piece printed next */
+	char *text;   /* what was printed of this attempt */
+	size_t len, cap;
+};
+
+static void
+follow_print(struct follow *f, const char *s, size_t len)
+{
+	if (f->len + len + 1 > f->cap) {
+		while (f->len + len + 1 > f->cap)
+			f->cap = f->cap ? f->cap * 2 : 4096;
+		f->text = xrealloc(f->text, f->cap);
+	}
+	memcpy(f->text + f->len, s, len);
+	f->len += len;
+	fwrite(s, 1, len, stdout);
+	fflush(stdout);
+}
+
+/* A later attempt: its text starts over. */
+static void
+follow_attempt(struct follow *f, int attempt)
+{
+	if (f->len > 0) {
+		putchar('\n');
+		fflush(stdout);
+		ctl_errx("request %" PRId64 ": attempt %d starts over",
+		    f->id, attempt);
+	}
+	f->attempt = attempt;
+	f->next_seq = 1;
+	f->len = 0;
+}
+
+/*
+ * Read the pieces not yet printed from the table: of the latest attempt
+ * that wrote any.  Returns 0, or -1 on a database error.
+ */
+static int
+follow_catch_up(PGconn *conn, struct follow *f)
+{
+	const char *params[3];
+	char ibuf[24], abuf[16], sbuf[16];
+	PGresult *res;
+	int i, n, attempt, seq;
+
+	snprintf(ibuf, sizeof(ibuf), "%" PRId64, f->id);
+	snprintf(abuf, sizeof(abuf), "%d", f->attempt);
+	snprintf(sbuf, sizeof(sbuf), "%d", f->next_seq);
+	params[0] = ibuf;
+	params[1] = abuf;
+	params[2] = sbuf;
+	res = PQexecParams(conn,
+	    "SELECT attempt, seq, delta FROM llmq.partials p"
+	    " WHERE request_id = $1 AND attempt >= $2"
+	    "   AND attempt = (SELECT max(attempt) FROM llmq.partials"
+	    "                   WHERE request_id = $1)"
+	    "   AND (attempt > $2 OR seq >= $3)"
+	    " ORDER BY seq",
+	    3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_pgerr(conn, res, "could not read the partial text");
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		attempt = atoi(PQgetvalue(res, i, 0));
+		seq = atoi(PQgetvalue(res, i, 1));
+		if (attempt > f->attempt)
+			follow_attempt(f, attempt);
+		if (seq != f->next_seq)
+			break; /* not there yet: a later look finds it */
+		follow_print(f, PQgetvalue(res, i, 2),
+		    (size_t)PQgetlength(res, i, 2));
+		f->next_seq++;
+	}
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * One notification on the stream channel.  Returns 1 when the table
+ * must be read (a piece was missed, or was too big for the payload).
+ */
+static int
+follow_piece(struct follow *f, const char *payload)
+{
+	json_object *o, *v;
+	int attempt, seq, again = 0;
+
+	if ((o = json_tokener_parse(payload)) == NULL)
+		return 1;
+	attempt = json_object_object_get_ex(o, "attempt", &v) ?
+	    json_object_get_int(v) :
+	    0;
+	seq = json_object_object_get_ex(o, "seq", &v) ? json_object_get_int(v) :
+	                                                0;
+	if (attempt < f->attempt || (attempt == f->attempt && seq < f->next_seq))
+		; /* printed already */
+	else {
+		if (attempt > f->attempt)
+			follow_attempt(f, attempt);
+		if (seq == f->next_seq &&
+		    json_object_object_get_ex(o, "delta", &v) &&
+		    json_object_is_type(v, json_type_string)) {
+			follow_print(f, json_object_get_string(v),
+			    (size_t)json_object_get_string_len(v));
+			f->next_seq++;
+		} else
+			again = 1;
+	}
+	json_object_put(o);
+	return again;
+}
+
+/*
+ * The row is final: print what is left of the response.  Returns the
+ * exit status.
+ */
+static int
+follow_done(PGconn *conn, struct follow *f, int *final)
+{
+	const char *params[1], *status, *text, *kind, *msg;
+	char ibuf[24], *esc;
+	PGresult *res;
+	size_t len;
+	int rc = 0;
+
+	*final = 0;
+	snprintf(ibuf, sizeof(ibuf), "%" PRId64, f->id);
+	params[0] = ibuf;
+	res = PQexecParams(conn,
+	    "SELECT status, coalesce(response, ''), error_kind, error_message"
+	    "  FROM llmq.requests WHERE id = $1",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		ctl_pgerr(conn, res, "could not read request %" PRId64, f->id);
+		PQclear(res);
+		*final = 1;
+		return 1;
+	}
+	if (PQntuples(res) == 0) {
+		ctl_errx("no such request %" PRId64, f->id);
+		PQclear(res);
+		*final = 1;
+		return 1;
+	}
+	status = PQgetvalue(res, 0, 0);
+	if (strcmp(status, "completed") == 0) {
+		*final = 1;
+		text = PQgetvalue(res, 0, 1);
+		len = (size_t)PQgetlength(res, 0, 1);
+		if (f->len <= len && memcmp(text, f->text, f->len) == 0)
+			fwrite(text + f->len, 1, len - f->len, stdout);
+		else {
+			putchar('\n');
+			fflush(stdout);
+			ctl_errx("request %" PRId64 ": the response differs from "
+			         "the text streamed; all of it follows",
+			    f->id);
+			fwrite(text, 1, len, stdout);
+		}
+		if (len == 0 || text[len - 1] != '\n')
+			putchar('\n');
+		fflush(stdout);
+	} else if (strcmp(status, "failed") == 0 ||
+	    strcmp(status, "cancelled") == 0) {
+		*final = 1;
+		rc = 1;
+		if (f->len > 0) {
+			putchar('\n');
+			fflush(stdout);
+		}
+		kind = PQgetisnull(res, 0, 2) ? "no error recorded" :
+		                                PQgetvalue(res, 0, 2);
+		msg = PQgetisnull(res, 0, 3) ? "" : PQgetvalue(res, 0, 3);
+		esc = str_escape(msg, strlen(msg), 2000);
+		ctl_errx("request %" PRId64 " %s: %s%s%s", f->id,
+		    strcmp(status, "failed") == 0 ? "failed" : "was cancelled",
+		    kind, esc[0] != '\0' ? ": " : "", esc);
+		free(esc);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int
+follow_run(PGconn *conn, int64_t id, int64_t timeout_ms)
+{
+	struct follow f = { id, 0, 1, NULL, 0, 0 };
+	struct pollfd pfd;
+	PGnotify *nf;
+	char *sql, chan[48];
+	int64_t now, deadline, last_check, ms, nid;
+	int rc = 1, look, final;
+
+	snprintf(chan, sizeof(chan), "llmq_stream_%" PRId64, id);
+	sql = xasprintf("LISTEN llmq_done; LISTEN %s", chan);
+	if (ctl_exec(conn, sql, "could not listen") == -1) {
+		free(sql);
+		return 1;
+	}
+	free(sql);
+	deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+	look = 1;
+	last_check = 0;
+	for (;;) {
+		while ((nf = PQnotifies(conn)) != NULL) {
+			if (strcmp(nf->relname, chan) == 0)
+				look |= follow_piece(&f, nf->extra);
+			else if (ctl_parse_id(nf->extra, &nid) == 0 &&
+			    nid == id)
+				look = 1;
+			PQfreemem(nf);
+		}
+		now = mono_ms();
+		if (look || now - last_check >= WAIT_RECHECK_MS) {
+			/* The pieces first: the row may be final already. */
+			if (follow_catch_up(conn, &f) == -1)
+				break;
+			rc = follow_done(conn, &f, &final);
+			if (final)
+				break;
+			last_check = mono_ms();
+			look = 0;
+			continue;
+		}
+		if (deadline >= 0 && now >= deadline) {
+			if (f.len > 0)
+				putchar('\n');
+			ctl_errx("timed out waiting for request %" PRId64, id);
+			rc = EXIT_TIMEOUT;
+			break;
+		}
+		ms = last_check + WAIT_RECHECK_MS - now;
+		if (deadline >= 0 && deadline - now < ms)
+			ms = deadline - now;
+		pfd.fd = PQsocket(conn);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (pfd.fd == -1) {
+			ctl_errx("lost the database connection");
+			break;
+		}
+		if (poll(&pfd, 1, ms < 0 ? 0 : (int)ms) == -1) {
+			if (errno == EINTR)
+				continue;
+			ctl_err("poll");
+			break;
+		}
+		if (pfd.revents != 0 && PQconsumeInput(conn) == 0) {
+			ctl_pgerr(conn, NULL, "lost the database connection");
+			break;
+		}
+	}
+	free(f.text);
+	return rc;
+}
+
 int
 ctl_wait(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "timeout", required_argument, NULL, 't' },
+		{ "follow", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct wait_item *items;
 	int64_t timeout_ms = -1;
 	size_t i, n;
-	int ch, rc;
+	int ch, rc, follow = 0;
 
 	ctl_getopt_init(ctl, argv);
-	while ((ch = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "t:fh", opts, NULL)) != -1) {
 		switch (ch) {
+		case 'f':
+			follow = 1;
+			break;
 		case 't':
 			if (cfg_parse_duration(optarg, &timeout_ms) == -1) {
 				ctl_errx("wait: invalid timeout \"%s\" "
@@ -268,6 +545,8 @@ ctl_wait(struct ctl *ctl, int argc, char **argv)
 		return ctl_usage_error(ctl, "no request id");
 	}
 	n = (size_t)(argc - optind);
+	if (follow && n > 1)
+		return ctl_usage_error(ctl, "--follow takes one request id");
 	items = xcalloc(n, sizeof(*items));
 	for (i = 0; i < n; i++) {
 		items[i].arg = argv[optind + (int)i];
@@ -283,7 +562,8 @@ ctl_wait(struct ctl *ctl, int argc, char **argv)
 
 	rc = 1;
 	if (ctl_connect(ctl, 0) == 0)
-		rc = wait_run(ctl->conn, items, n, timeout_ms);
+		rc = follow ? follow_run(ctl->conn, items[0].id, timeout_ms) :
+		              wait_run(ctl->conn, items, n, timeout_ms);
 	free(items);
 	return rc;
 }

@@ -75,16 +75,17 @@ static const struct {
 	    "       attempt integer, status text, response text,"
 	    "       error_kind text, error_message text, http_status integer,"
 	    "       model_used text, prompt_tokens integer,"
-	    "       completion_tokens integer, first_us bigint,"
-	    "       finished_us bigint, started_us bigint, byte_us bigint,"
-	    "       delay_ms bigint, provider text, retry boolean,"
-	    "       fallback text)),"
+	    "       completion_tokens integer, estimated boolean,"
+	    "       first_us bigint, finished_us bigint, started_us bigint,"
+	    "       byte_us bigint, delay_ms bigint, provider text,"
+	    "       retry boolean, fallback text)),"
 	    " u AS (UPDATE llmq.requests r"
 	    "   SET status = v.status, response = v.response,"
 	    "       error_kind = v.error_kind, error_message = v.error_message,"
 	    "       http_status = v.http_status, model_used = v.model_used,"
 	    "       prompt_tokens = v.prompt_tokens,"
 	    "       completion_tokens = v.completion_tokens,"
+	    "       tokens_estimated = coalesce(v.estimated, false),"
 	    "       first_token_at = to_timestamp(v.first_us / 1e6),"
 	    "       finished_at = CASE WHEN v.status = 'pending' THEN NULL"
 	    "           ELSE to_timestamp(v.finished_us / 1e6) END,"
@@ -98,17 +99,22 @@ static const struct {
 	    "  FROM v"
 	    " WHERE r.id = v.id AND r.status = 'processing'"
 	    "   AND r.locked_by = $2 AND r.attempts = v.attempt"
-	    " RETURNING r.id),"
+	    " RETURNING r.id, r.status, r.cache_key, r.cache_ttl_ms,"
+	    "           r.fallback_used, r.model_used, r.response,"
+	    "           r.prompt_tokens, r.completion_tokens,"
+	    "           r.tokens_estimated),"
 	    " a AS (INSERT INTO llmq.attempts (request_id, attempt, model,"
-	    "       provider, started_at, first_byte_at, finished_at,"
-	    "       http_status, error_kind, error_message, retry,"
-	    "       prompt_tokens, completion_tokens)"
+	    "       provider, started_at, first_byte_at, first_token_at,"
+	    "       finished_at, http_status, error_kind, error_message, retry,"
+	    "       prompt_tokens, completion_tokens, tokens_estimated)"
 	    "  SELECT v.id, v.attempt, v.model_used, v.provider,"
 	    "         to_timestamp(v.started_us / 1e6),"
 	    "         to_timestamp(v.byte_us / 1e6),"
+	    "         to_timestamp(v.first_us / 1e6),"
 	    "         to_timestamp(v.finished_us / 1e6), v.http_status,"
 	    "         v.error_kind, v.error_message, v.retry,"
-	    "         v.prompt_tokens, v.completion_tokens"
+	    "         v.prompt_tokens, v.completion_tokens,"
+	    "         coalesce(v.estimated, false)"
 	    "    FROM v JOIN llmq.requests q ON q.id = v.id"
 	    "   WHERE v.provider IS NOT NULL"
 	    /*
@@ -116,7 +122,37 @@ static const struct {
 	     * request deleted by another transaction meanwhile fails the
 	     * batch, which flush() then writes row by row.
 	     */
-	    "  ON CONFLICT (request_id, attempt, started_at) DO NOTHING)"
+	    "  ON CONFLICT (request_id, attempt, started_at) DO NOTHING),"
+	    /*
+	     * A cacheable reply goes into the cache: only one per key from
+	     * this batch (an upsert may not touch a row twice), and not one
+	     * that came from a fallback model, which the key does not name.
+	     */
+	    " k AS (INSERT INTO llmq.cache (key, model, response,"
+	    "       prompt_tokens, completion_tokens, tokens_estimated,"
+	    "       request_id, expires_at)"
+	    "  SELECT DISTINCT ON (u.cache_key) u.cache_key, u.model_used,"
+	    "         u.response, u.prompt_tokens, u.completion_tokens,"
+	    "         u.tokens_estimated, u.id,"
+	    "         now() + u.cache_ttl_ms * interval '1 millisecond'"
+	    "    FROM u"
+	    "   WHERE u.status = 'completed' AND u.cache_key IS NOT NULL"
+	    "     AND NOT u.fallback_used AND u.response IS NOT NULL"
+	    "   ORDER BY u.cache_key, u.id"
+	    "  ON CONFLICT (key) DO UPDATE"
+	    "    SET model = EXCLUDED.model, response = EXCLUDED.response,"
+	    "        prompt_tokens = EXCLUDED.prompt_tokens,"
+	    "        completion_tokens = EXCLUDED.completion_tokens,"
+	    "        tokens_estimated = EXCLUDED.tokens_estimated,"
+	    "        request_id = EXCLUDED.request_id, created_at = now(),"
+	    "        expires_at = EXCLUDED.expires_at),"
+	    /*
+	     * The pieces of the rows written: their text is the result now.
+	     * Of those only: a late result must not wipe the pieces of the
+	     * call that runs the row now.
+	     */
+	    " p AS (DELETE FROM llmq.partials d USING u"
+	    "        WHERE d.request_id = u.id)"
 	    " SELECT count(*) FROM u" },
 	{ "fail",
 	    "UPDATE llmq.requests"
@@ -183,12 +219,58 @@ static const struct {
 	    "millisecond'"
 	    "   LIMIT $2)" },
 	{ "register",
-	    "INSERT INTO llmq.roles (name, max_queue_wait_ms)"
-	    " VALUES ($1, $2)"
+	    "INSERT INTO llmq.roles (name, max_queue_wait_ms, routes,"
+	    "                        cache_ttl_ms)"
+	    " VALUES ($1, $2, $3, $4)"
 	    " ON CONFLICT (name) DO UPDATE"
-	    "   SET max_queue_wait_ms = EXCLUDED.max_queue_wait_ms"
-	    " WHERE llmq.roles.max_queue_wait_ms IS DISTINCT FROM"
-	    "       EXCLUDED.max_queue_wait_ms" },
+	    "   SET max_queue_wait_ms = EXCLUDED.max_queue_wait_ms,"
+	    "       routes = EXCLUDED.routes,"
+	    "       cache_ttl_ms = EXCLUDED.cache_ttl_ms"
+	    " WHERE (llmq.roles.max_queue_wait_ms, llmq.roles.routes,"
+	    "        llmq.roles.cache_ttl_ms) IS DISTINCT FROM"
+	    "       (EXCLUDED.max_queue_wait_ms, EXCLUDED.routes,"
+	    "        EXCLUDED.cache_ttl_ms)" },
+	/*
+	 * Pieces of streamed replies: one row each in llmq.partials and a
+	 * NOTIFY on the request's channel, for rows still held by me at the
+	 * call's attempt (a call whose row was taken from us writes none).
+	 * The payload carries the piece when it is small; a listener reads
+	 * a larger one from the table.  Small is 1200 bytes: JSON escapes
+	 * can make that six times longer, still under NOTIFY's 8000.
+	 */
+	{ "progress",
+	    "WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id "
+	    "bigint, attempt integer, seq integer, delta text)),"
+	    " i AS (INSERT INTO llmq.partials (request_id, attempt, seq, delta)"
+	    "  SELECT v.id, v.attempt, v.seq, v.delta"
+	    "    FROM v JOIN llmq.requests r ON r.id = v.id"
+	    "   WHERE r.status = 'processing' AND r.locked_by = $2"
+	    "     AND r.attempts = v.attempt"
+	    "  ON CONFLICT DO NOTHING"
+	    "  RETURNING request_id, attempt, seq, delta)"
+	    " SELECT count(pg_notify('llmq_stream_' || i.request_id,"
+	    "    json_build_object('id', i.request_id, 'attempt', i.attempt,"
+	    "        'seq', i.seq, 'delta', CASE WHEN octet_length(i.delta)"
+	    "            <= 1200 THEN i.delta END)::text))"
+	    "   FROM i" },
+	{ "cache_purge",
+	    "DELETE FROM llmq.cache WHERE key IN"
+	    " (SELECT key FROM llmq.cache WHERE expires_at < now()"
+	    "   LIMIT $1)" },
+	/*
+	 * Pieces no call will finish: their worker died, or their row was
+	 * failed or given back without a result.  A piece is only ever
+	 * written for a row processing at its attempt, so one whose row is
+	 * not (any more) is done with.
+	 */
+	{ "partials_purge",
+	    "DELETE FROM llmq.partials WHERE ctid IN"
+	    " (SELECT p.ctid FROM llmq.partials p"
+	    "   WHERE NOT EXISTS (SELECT 1 FROM llmq.requests r"
+	    "                      WHERE r.id = p.request_id"
+	    "                        AND r.status = 'processing'"
+	    "                        AND r.attempts = p.attempt)"
+	    "   LIMIT $1)" },
 	/* Pending rows past their queue deadline. */
 	{ "overload",
 	    "UPDATE llmq.requests"
@@ -337,17 +419,22 @@ db_listen(PGconn *conn, const char *role)
 }
 
 int
-db_register_role(PGconn *conn, const char *role, int64_t max_queue_wait_ms)
+db_register_role(PGconn *conn, const char *role, int64_t max_queue_wait_ms,
+    const char *routes, int64_t cache_ttl_ms)
 {
-	char wbuf[24];
-	const char *v[] = { role, NULL };
+	char wbuf[24], tbuf[24];
+	const char *v[] = { role, NULL, routes, NULL };
 
 	if (max_queue_wait_ms > 0) {
 		snprintf(
 		    wbuf, sizeof(wbuf), "%lld", (long long)max_queue_wait_ms);
 		v[1] = wbuf;
 	}
-	return run_cmd(conn, "register", 2, v) < 0 ? -1 : 0;
+	if (cache_ttl_ms > 0) {
+		snprintf(tbuf, sizeof(tbuf), "%lld", (long long)cache_ttl_ms);
+		v[3] = tbuf;
+	}
+	return run_cmd(conn, "register", 4, v) < 0 ? -1 : 0;
 }
 
 static char *
@@ -466,10 +553,15 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 			add_int(o, "prompt_tokens", c->prompt_tokens);
 		if (c->completion_tokens >= 0)
 			add_int(o, "completion_tokens", c->completion_tokens);
+		if (c->tokens_estimated)
+			json_object_object_add(
+			    o, "estimated", json_object_new_boolean(1));
 		/*
-		 * first_us stays unset: the first byte of a whole reply is
-		 * not its first token.  Streaming will fill it.
+		 * Only a stream has a first token: the first byte of a whole
+		 * reply is its last.
 		 */
+		if (c->first_token_us > 0)
+			add_int(o, "first_us", c->first_token_us);
 		add_int(o, "finished_us", c->finished_us);
 		/* For llmq.attempts: only a call that reached a provider. */
 		if (c->prov != NULL && c->easy != NULL) {
@@ -492,6 +584,76 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 	}
 	json_object_put(arr);
 	return rows;
+}
+
+int
+db_progress(PGconn *conn, const char *me, struct call *list, int64_t now)
+{
+	struct call *c;
+	json_object *arr, *o;
+	const char *v[2];
+	PGresult *res;
+	int n = 0;
+
+	arr = json_object_new_array();
+	for (c = list; c != NULL; c = c->next) {
+		if (!c->stream || c->st.textlen <= c->published)
+			continue;
+		o = json_object_new_object();
+		add_int(o, "id", c->id);
+		add_int(o, "attempt", c->attempt);
+		add_int(o, "seq", c->pieces + 1);
+		json_object_object_add(o, "delta",
+		    json_object_new_string_len(c->st.text + c->published,
+		        (int)(c->st.textlen - c->published)));
+		json_object_array_add(arr, o);
+		c->publishing = c->st.textlen;
+		n++;
+	}
+	if (n == 0) {
+		json_object_put(arr);
+		return 0;
+	}
+	v[0] = json_object_to_json_string_ext(
+	    arr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	v[1] = me;
+	res = run(conn, "progress", 2, v, PGRES_TUPLES_OK);
+	json_object_put(arr);
+	for (c = list; c != NULL; c = c->next) {
+		if (c->publishing == 0)
+			continue;
+		/* Sent: the next piece follows it.  Not: it is sent again. */
+		if (res != NULL) {
+			c->published = c->publishing;
+			c->pieces++;
+		}
+		c->publishing = 0;
+		c->published_at = now;
+	}
+	if (res == NULL)
+		return -1;
+	PQclear(res);
+	return n;
+}
+
+int
+db_purge_cache(PGconn *conn, int limit)
+{
+	char lbuf[16];
+	const char *v[] = { lbuf };
+
+	snprintf(lbuf, sizeof(lbuf), "%d", limit);
+	return run_cmd(conn, "cache_purge", 1, v);
+}
+
+int
+db_purge_partials(PGconn *conn, int limit)
+{
+	char lbuf[16];
+	const char *v[] = { lbuf };
+
+	snprintf(lbuf, sizeof(lbuf), "%d", limit);
+	return run_cmd(conn, "partials_purge", 1, v);
 }
 
 int

@@ -55,8 +55,13 @@ int db_transient(void);
 
 /* LISTEN on the channel of role. */
 int db_listen(PGconn *, const char *role);
-/* Make role known to llmq.submit(), with its default max_queue_wait. */
-int db_register_role(PGconn *, const char *role, int64_t max_queue_wait_ms);
+/*
+ * Make role known to llmq.submit(), with its default max_queue_wait, its
+ * routes (JSON, cfg_role_routes()) and its default cache time to live
+ * (0: none), which the insert trigger reads.
+ */
+int db_register_role(PGconn *, const char *role, int64_t max_queue_wait_ms,
+    const char *routes, int64_t cache_ttl_ms);
 
 /*
  * Claim at most n pending rows of role now due, of group g.  On success
@@ -78,6 +83,19 @@ void db_claimed_free(struct claimed *, int n);
  * was written).
  */
 int db_finish(PGconn *, const char *me, const struct call *list);
+
+/*
+ * Publish the text that the streamed calls in list received since they
+ * last published: one row of llmq.partials each and a NOTIFY on
+ * "llmq_stream_<id>", in one statement.  Each call's ->published_at
+ * becomes now (monotonic ms) either way; what failed to go is sent with
+ * the next piece.  Returns the number of pieces, or -1.
+ */
+int db_progress(PGconn *, const char *me, struct call *list, int64_t now);
+
+/* Delete expired cache entries, and pieces of streams no call will end. */
+int db_purge_cache(PGconn *, int limit);
+int db_purge_partials(PGconn *, int limit);
 
 /* Fail one claimed row without a call (e.g. an unknown model). */
 int db_fail(PGconn *, const char *me, int64_t id, int attempt, const char *kind,

@@ -59,7 +59,7 @@ static const struct ctl_command commands[] = {
 	    "[--model M] [--complexity C] [--priority N]\n"
 	    "[--timeout DURATION] [-n N]",
 	    "submit a request and print its id" },
-	{ "wait", ctl_wait, "[-t DURATION] ID...",
+	{ "wait", ctl_wait, "[-t DURATION] ID... | -f ID",
 	    "wait for requests to finish and print their responses" },
 	{ "show", ctl_show, "[--json] ID", "show one request" },
 	{ "list", ctl_list, "[-s STATUS] [-r ROLE] [-l N] [--json]",

@@ -35,6 +35,20 @@
 /* The longest delay a server can ask for: 2^31 s, as RFC 9111 1.2.2. */
 #define DELAY_MAX_MS (INT64_C(2147483648) * 1000)
 
+/*
+ * Whether the body being received is a stream to parse: only a 2xx is
+ * (an error status comes with one JSON body, streamed request or not).
+ */
+static int
+stream_ok(struct call *c)
+{
+	long st = 0;
+
+	if (c->easy != NULL)
+		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &st);
+	return st >= 200 && st <= 299;
+}
+
 static size_t
 on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 {
@@ -57,6 +71,11 @@ on_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	memcpy(c->resp + c->resplen, ptr, n);
 	c->resplen += n;
 	c->resp[c->resplen] = '\0';
+	if (c->stream && stream_ok(c)) {
+		stream_feed(&c->st, c->resp, c->resplen);
+		if (c->first_token_us == 0 && c->st.textlen > 0)
+			c->first_token_us = wall_us();
+	}
 	return n;
 }
 
@@ -157,7 +176,7 @@ parse_json(const char *s, size_t len, char *err, size_t errlen)
  */
 static char *
 build_body(enum prov_kind kind, const char *model, const char *messages,
-    json_object *opts)
+    json_object *opts, int stream)
 {
 	json_object *body, *params = NULL, *dst;
 	const char *rest;
@@ -165,7 +184,14 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 
 	body = json_object_new_object();
 	json_object_object_add(body, "model", json_object_new_string(model));
-	json_object_object_add(body, "stream", json_object_new_boolean(0));
+	json_object_object_add(body, "stream", json_object_new_boolean(stream));
+	/* Without it an OpenAI stream carries no token counts at all. */
+	if (stream && kind == PROV_OPENAI) {
+		dst = json_object_new_object();
+		json_object_object_add(
+		    dst, "include_usage", json_object_new_boolean(1));
+		json_object_object_add(body, "stream_options", dst);
+	}
 	if (opts != NULL &&
 	    json_object_object_get_ex(opts, "params", &params) &&
 	    json_object_is_type(params, json_type_object)) {
@@ -180,7 +206,8 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 
 			if (strcmp(k, "model") == 0 ||
 			    strcmp(k, "messages") == 0 ||
-			    strcmp(k, "stream") == 0)
+			    strcmp(k, "stream") == 0 ||
+			    strcmp(k, "stream_options") == 0)
 				continue;
 			if (kind == PROV_OLLAMA && strcmp(k, "max_tokens") == 0)
 				k = "num_predict";
@@ -197,12 +224,12 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 
 struct call *
 provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
-    const char *messages, const char *options, int64_t timeout_ms, char *err,
-    size_t errlen)
+    const char *messages, const char *options, int stream, int64_t timeout_ms,
+    char *err, size_t errlen)
 {
 	const struct cfg_model *m = &cfg->models[model];
 	const struct cfg_provider *p = &cfg->providers[m->provider];
-	json_object *opts = NULL;
+	json_object *opts = NULL, *v;
 	struct call *c;
 	char *url, *auth;
 
@@ -210,10 +237,16 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 		snprintf(err, errlen, "messages are not a JSON array");
 		return NULL;
 	}
-	/* Most requests carry no parameters: parse only when they do. */
-	if (options != NULL && strstr(options, "\"params\"") != NULL &&
+	/* Most requests carry neither: parse only when they may. */
+	if (options != NULL &&
+	    (strstr(options, "\"params\"") != NULL ||
+	        strstr(options, "\"stream\"") != NULL) &&
 	    (opts = parse_json(options, strlen(options), err, errlen)) == NULL)
 		return NULL;
+	/* The insert trigger let only a boolean in. */
+	if (opts != NULL && json_object_object_get_ex(opts, "stream", &v) &&
+	    json_object_is_type(v, json_type_boolean))
+		stream = json_object_get_boolean(v);
 
 	c = xcalloc(1, sizeof(*c));
 	c->group = -1;
@@ -225,7 +258,11 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	c->maxresp = p->max_response;
 	c->prompt_tokens = c->completion_tokens = -1;
 	c->retry_after_ms = -1;
-	c->body = build_body(p->kind, m->name, messages, opts);
+	c->prompt_bytes = strlen(messages);
+	if ((c->stream = stream) != 0)
+		stream_init(&c->st,
+		    p->kind == PROV_OLLAMA ? STREAM_NDJSON : STREAM_SSE);
+	c->body = build_body(p->kind, m->name, messages, opts, stream);
 	json_object_put(opts);
 
 	if ((c->easy = curl_easy_init()) == NULL)
@@ -959,13 +996,83 @@ provider_classify(
 }
 
 void
+provider_classify_stream(
+    struct call *c, CURLcode code, long st, const char *body, size_t len)
+{
+	struct stream *s = &c->st;
+	struct prov_error pe;
+
+	if (st < 200 || st > 299 || s->records == 0) {
+		provider_classify(c, code, st, body, len);
+		return;
+	}
+	c->http_status = st;
+	if (s->error != NULL) {
+		/* Ollama and llama.cpp report a failure mid-way in the 200. */
+		if (error_info(s->error, &pe))
+			fail_error(c, error_verdict(&pe), "provider error in stream",
+			    &pe);
+		else
+			fail(c, "http_error", 1, "provider error in stream");
+		return;
+	}
+	if (s->bad[0] != '\0') {
+		fail(c, "http_error", 1, "invalid stream from provider: %s",
+		    s->bad);
+		return;
+	}
+	if (c->overflow || (code != CURLE_OK && !s->done)) {
+		transfer_failed(c, code);
+		return;
+	}
+	if (!s->done) {
+		fail(c, "http_error", 1,
+		    "stream ended before the reply was complete, after %zu "
+		    "bytes of text",
+		    s->textlen);
+		return;
+	}
+	c->ok = 1;
+	c->retry = 0;
+	/* The text is the stream's: take it rather than copy it. */
+	c->text = s->text != NULL ? s->text : xstrdup("");
+	s->text = NULL;
+	s->textlen = s->textcap = 0;
+	c->published = 0;
+	c->prompt_tokens = s->prompt_tokens;
+	c->completion_tokens = s->completion_tokens;
+	/*
+	 * A stream that ends without counts (an OpenAI server that ignores
+	 * include_usage, a llama.cpp build without it): estimate them, and
+	 * say so.  The prompt's estimate reads the messages as sent, keys
+	 * and quotes included: an upper bound, close for long prompts.
+	 */
+	if (c->prompt_tokens < 0) {
+		c->prompt_tokens = (int)(c->prompt_bytes / 4) + 1;
+		c->tokens_estimated = 1;
+	}
+	if (c->completion_tokens < 0) {
+		c->completion_tokens =
+		    stream_estimate_tokens(c->text, strlen(c->text));
+		c->tokens_estimated = 1;
+	}
+}
+
+void
 provider_call_done(struct call *c, CURLcode code)
 {
 	long st = 0;
 
 	c->finished_us = wall_us();
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &st);
-	provider_classify(c, code, st, c->resp, c->resplen);
+	if (c->stream) {
+		if (st >= 200 && st <= 299)
+			stream_end(&c->st, c->resp, c->resplen);
+		if (c->first_token_us == 0 && c->st.textlen > 0)
+			c->first_token_us = wall_us();
+		provider_classify_stream(c, code, st, c->resp, c->resplen);
+	} else
+		provider_classify(c, code, st, c->resp, c->resplen);
 	c->retry_after_ms = c->ok ?
 	    -1 :
 	    provider_retry_after(c->hdr_retry_after, c->hdr_retry_after_ms,
@@ -1002,5 +1109,7 @@ provider_call_free(struct call *c)
 	free(c->resp);
 	free(c->error_message);
 	free(c->text);
+	if (c->stream)
+		stream_free(&c->st);
 	free(c);
 }

@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "cfg.h"
+#include "stream.h"
 
 struct call {
 	struct call *next;      /* the owner's list */
@@ -45,6 +46,19 @@ struct call {
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t started_us;    /* wall clock */
 	int64_t first_byte_us; /* wall clock; 0 until the first byte */
+	size_t prompt_bytes;   /* of the messages, for an estimate */
+
+	/*
+	 * A streamed call: the reply is parsed as it arrives (a 2xx only),
+	 * and the owner publishes the text while the call runs.
+	 */
+	int stream;
+	struct stream st;
+	int64_t first_token_us; /* wall clock; 0 until the first text */
+	size_t published;       /* the owner's: bytes of st.text sent */
+	size_t publishing;      /* the owner's: being sent, or 0 */
+	int pieces;             /* the owner's: pieces sent */
+	int64_t published_at;   /* the owner's: monotonic ms of the last */
 	/*
 	 * Response headers of the last header block, as received (trimmed;
 	 * "" when absent or longer than the buffer).
@@ -67,18 +81,21 @@ struct call {
 	long http_status;
 	int prompt_tokens; /* -1 when unknown */
 	int completion_tokens;
+	int tokens_estimated; /* a stream said nothing: counted from text */
 	int64_t finished_us;
 };
 
 /*
  * Build a call of model m (of cfg) for request id/attempt with the
  * request's messages and options as JSON text.  timeout_ms bounds the
- * whole call.  Returns NULL with err set when the request cannot be sent
- * at all (bad messages); the caller fails it as bad_request.
+ * whole call.  The reply is streamed when the options say "stream":
+ * true, or say nothing and stream is set.  Returns NULL with err set
+ * when the request cannot be sent at all (bad messages); the caller
+ * fails it as bad_request.
  */
 struct call *provider_call_new(const struct cfg *cfg, int model, int64_t id,
-    int attempt, const char *messages, const char *options, int64_t timeout_ms,
-    char *err, size_t errlen);
+    int attempt, const char *messages, const char *options, int stream,
+    int64_t timeout_ms, char *err, size_t errlen);
 
 /*
  * Classify the finished transfer (code from curl) into the result:
@@ -86,6 +103,18 @@ struct call *provider_call_new(const struct cfg *cfg, int model, int64_t id,
  * captured headers when the call failed.
  */
 void provider_call_done(struct call *c, CURLcode code);
+
+/*
+ * As provider_classify(), for a streamed call whose body (len bytes) has
+ * been fed to c->st: a reply that is no stream (an error status, or a
+ * server that answered with one JSON body) is classified as such;
+ * otherwise an error record in the stream, a record that does not
+ * parse, a transfer cut before the stream said it was done, or the text
+ * with its token counts, estimated (and so flagged) when the stream
+ * gave none.
+ */
+void provider_classify_stream(
+    struct call *c, CURLcode code, long status, const char *body, size_t len);
 
 /*
  * The pure part of provider_call_done(), callable without a transfer:

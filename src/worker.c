@@ -182,6 +182,19 @@ pg_drop(struct worker *w)
 	w->pg_backoff = w->pg_backoff * 2 > 5000 ? 5000 : w->pg_backoff * 2;
 }
 
+static int
+register_role(struct worker *w)
+{
+	char *routes;
+	int rc;
+
+	routes = cfg_role_routes(w->cfg, w->role);
+	rc = db_register_role(w->pg, w->role->name, w->role->max_queue_wait_ms,
+	    routes, w->role->cache_ttl_ms);
+	free(routes);
+	return rc;
+}
+
 /*
  * (Re)connect, LISTEN, register the role and hand back the rows of a
  * predecessor that died, then claim at once: whatever arrived while we
@@ -204,8 +217,7 @@ pg_up(struct worker *w)
 		return -1;
 	}
 	if (db_listen(w->pg, w->role->name) == -1 ||
-	    db_register_role(
-	        w->pg, w->role->name, w->role->max_queue_wait_ms) == -1 ||
+	    register_role(w) == -1 ||
 	    db_rescue_dead(w->pg, w->role->name) == -1 ||
 	    db_handback_orphans(w->pg, w->me, w->running, w->done) == -1) {
 		PQfinish(w->pg);
@@ -219,22 +231,6 @@ pg_up(struct worker *w)
 	log_info("connected to the database; listening on \"llmq_req_%s\"",
 	    w->role->name);
 	return 0;
-}
-
-/* The default model of a role: its model, else medium's, else the first. */
-static int
-default_model(const struct cfg_role *ro)
-{
-	int cx;
-
-	if (ro->model != -1)
-		return ro->model;
-	if (ro->by_complexity[CX_MEDIUM] != -1)
-		return ro->by_complexity[CX_MEDIUM];
-	for (cx = 0; cx < CX_COUNT; cx++)
-		if (ro->by_complexity[cx] != -1)
-			return ro->by_complexity[cx];
-	return -1;
 }
 
 /*
@@ -279,7 +275,7 @@ route(const struct worker *w, const struct claimed *r, const char **why)
 	    (cx = cfg_complexity_parse(r->complexity)) != -1 &&
 	    ro->by_complexity[cx] != -1)
 		return ro->by_complexity[cx];
-	if ((m = default_model(ro)) != -1)
+	if ((m = cfg_role_default_model(ro)) != -1)
 		return m;
 	*why = "role has no model";
 	return -1;
@@ -328,7 +324,7 @@ start_call(struct worker *w, const struct claimed *r, int g)
 	    w->role->timeout_ms :
 	    w->cfg->providers[w->cfg->models[m].provider].timeout_ms;
 	c = provider_call_new(w->cfg, m, r->id, r->attempt, r->messages,
-	    r->options, timeout, err, sizeof(err));
+	    r->options, w->role->stream, timeout, err, sizeof(err));
 	if (c == NULL) {
 		fail_now(w, r, "bad_request", err);
 		shm_release(&w->groups[g].need, 1, 0);
@@ -629,6 +625,42 @@ flush(struct worker *w)
 		w->flush_at = mono_ms() + FLUSH_RETRY_MS;
 }
 
+/*
+ * Streamed calls: text that arrived is published (db_progress) at once
+ * when it is a call's first, so that a listener sees the first token
+ * without delay, then at most every PROGRESS_MS, so that a fast model
+ * costs a statement per interval rather than one per token.
+ */
+#define PROGRESS_MS 50
+
+/* When the next piece is due, in monotonic ms; INT64_MAX: none waits. */
+static int64_t
+progress_due(const struct worker *w)
+{
+	const struct call *c;
+	int64_t due = INT64_MAX, t;
+
+	for (c = w->running; c != NULL; c = c->next) {
+		if (!c->stream || c->st.textlen <= c->published)
+			continue;
+		/* Never tried: now; after a failure too, only later. */
+		t = c->published_at == 0 ? 0 : c->published_at + PROGRESS_MS;
+		if (t < due)
+			due = t;
+	}
+	return due;
+}
+
+static void
+publish(struct worker *w, int64_t now)
+{
+	if (w->pg == NULL || progress_due(w) > now)
+		return;
+	if (db_progress(w->pg, w->me, w->running, now) == -1 &&
+	    db_lost(w->pg))
+		pg_drop(w);
+}
+
 /* Abort every call in flight; their rows are handed back at exit. */
 static void
 abort_all(struct worker *w)
@@ -683,6 +715,8 @@ next_timeout(struct worker *w, int64_t now)
 		t = w->stop_deadline - now;
 	if (w->done != NULL && w->pg != NULL && w->flush_at - now < t)
 		t = w->flush_at - now;
+	if (w->pg != NULL && progress_due(w) - now < t)
+		t = progress_due(w) - now;
 	curl_multi_timeout(w->multi, &ct);
 	if (ct >= 0 && ct < t)
 		t = ct;
@@ -734,7 +768,7 @@ make_groups(struct worker *w, const struct shm_map *map)
 	int all[CFG_ROLE_MODELS_MAX], def, cx, i, nall, nm = 0, ncx = 0, ng, m;
 	struct group *g;
 
-	def = default_model(ro);
+	def = cfg_role_default_model(ro);
 	nall = cfg_role_models(cfg, ro, all, CFG_ROLE_MODELS_MAX);
 	w->groups = xcalloc(nall, sizeof(*w->groups));
 	/* The others first, then the default with their complement. */
@@ -897,6 +931,7 @@ worker_main(
 
 		curl_multi_perform(w.multi, &running);
 		collect(&w);
+		publish(&w, mono_ms());
 	}
 
 	if (w.pg != NULL) {

@@ -671,6 +671,62 @@ test_sample(const char *arg)
 	free(path);
 }
 
+/* roles.R.stream and roles.R.cache, and the routes the cache keys by. */
+static void
+test_stream_cache(void)
+{
+	struct cfg *c;
+	char err[512] = "", *routes;
+	const struct cfg_role *r;
+
+	c = cfg_load_string("t.yaml",
+	    HEAD PROV
+	    "models:\n"
+	    "  m1: { provider: local }\n"
+	    "  \"q\\\"x\": { provider: local }\n"
+	    "roles:\n"
+	    "  a: { model: m1, stream: yes, cache: true }\n"
+	    "  b: { model: { simple: m1, complex: \"q\\\"x\" }, cache: 10m,\n"
+	    "       stream: Off }\n"
+	    "  c: { model: m1, cache: false, allow_models: [\"q\\\"x\"] }\n",
+	    err, sizeof(err));
+	CHECK(c != NULL, "stream and cache load%s%s", c == NULL ? ": " : "",
+	    c == NULL ? err : "");
+	if (c == NULL)
+		return;
+	r = cfg_role_find(c, "a");
+	CHECK(r->stream == 1 && r->cache_ttl_ms == 3600000,
+	    "stream: yes, cache: true is an hour");
+	r = cfg_role_find(c, "b");
+	CHECK(r->stream == 0 && r->cache_ttl_ms == 600000,
+	    "stream: Off, cache: 10m");
+	routes = cfg_role_routes(c, r);
+	CHECK(strcmp(routes,
+	          "{\"default\":\"m1\",\"simple\":\"m1\","
+	          "\"complex\":\"q\\\"x\",\"allow\":[]}") == 0,
+	    "routes by complexity, the default is the first set: %s", routes);
+	free(routes);
+	r = cfg_role_find(c, "c");
+	CHECK(r->stream == 0 && r->cache_ttl_ms == 0, "defaults: off");
+	routes = cfg_role_routes(c, r);
+	CHECK(strcmp(routes,
+	          "{\"default\":\"m1\",\"allow\":[\"q\\\"x\"]}") == 0,
+	    "routes with allowed models, names escaped: %s", routes);
+	free(routes);
+	cfg_free(c);
+
+	expect_err("stream is a boolean", MINIMAL "    stream: maybe\n",
+	    "t.yaml:9:13: roles.r1.stream: expected true or false, got "
+	    "\"maybe\"");
+	expect_err("a cache under a second", MINIMAL "    cache: 500ms\n",
+	    "t.yaml:9:12: roles.r1.cache: must be at least 1s");
+	expect_err("cache is a boolean or a duration", MINIMAL "    cache: 5x\n",
+	    "t.yaml:9:12: roles.r1.cache: invalid duration \"5x\"");
+	expect_err("cache is not a word", MINIMAL "    cache: always\n",
+	    "t.yaml:9:12: roles.r1.cache: expected true or false, got "
+	    "\"always\"");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -680,6 +736,7 @@ main(int argc, char **argv)
 	test_full();
 	test_defaults();
 	test_errors();
+	test_stream_cache();
 	test_files();
 	test_no_secrets();
 	test_sample(argc > 1 ? argv[1] : NULL);
