@@ -1016,13 +1016,17 @@ provider_classify_stream(
 			fail(c, "http_error", 1, "provider error in stream");
 		return;
 	}
+	/*
+	 * Before a bad record: a transfer cut inside a record leaves half a
+	 * record, which the cut explains (a timeout, a reset, the size cap).
+	 */
+	if (c->overflow || (code != CURLE_OK && !s->done)) {
+		transfer_failed(c, code);
+		return;
+	}
 	if (s->bad[0] != '\0') {
 		fail(c, "http_error", 1, "invalid stream from provider: %s",
 		    s->bad);
-		return;
-	}
-	if (c->overflow || (code != CURLE_OK && !s->done)) {
-		transfer_failed(c, code);
 		return;
 	}
 	if (!s->done) {
@@ -1030,6 +1034,11 @@ provider_classify_stream(
 		    "stream ended before the reply was complete, after %zu "
 		    "bytes of text",
 		    s->textlen);
+		return;
+	}
+	/* As a whole reply with a refusal and no content. */
+	if (s->textlen == 0 && s->refusal[0] != '\0') {
+		fail(c, "http_error", 0, "model refused: %s", s->refusal);
 		return;
 	}
 	c->ok = 1;
@@ -1048,7 +1057,7 @@ provider_classify_stream(
 	 * and quotes included: an upper bound, close for long prompts.
 	 */
 	if (c->prompt_tokens < 0) {
-		c->prompt_tokens = (int)(c->prompt_bytes / 4) + 1;
+		c->prompt_tokens = stream_estimate_tokens(NULL, c->prompt_bytes);
 		c->tokens_estimated = 1;
 	}
 	if (c->completion_tokens < 0) {

@@ -342,10 +342,25 @@ ndjson_record(struct stream *st, json_object *o)
  * of 0 is a count.  Only choice 0's text is the reply: llmq never asks
  * for n > 1.
  */
+/* Keep the start of a refusal, for the message of the failure. */
+static void
+add_refusal(struct stream *st, json_object *v)
+{
+	size_t have = strlen(st->refusal), room = sizeof(st->refusal) - 1;
+	size_t n = (size_t)json_object_get_string_len(v);
+
+	if (have >= room)
+		return;
+	if (n > room - have)
+		n = room - have;
+	memcpy(st->refusal + have, json_object_get_string(v), n);
+	st->refusal[have + n] = '\0';
+}
+
 static size_t
 sse_record(struct stream *st, json_object *o)
 {
-	json_object *choices, *c, *v, *delta, *usage;
+	json_object *choices, *c, *v, *delta = NULL, *usage;
 	size_t added = 0, i, n;
 	int index;
 
@@ -370,6 +385,11 @@ sse_record(struct stream *st, json_object *o)
 			    json_object_object_get_ex(delta, "content", &v) &&
 			    json_object_is_type(v, json_type_string))
 				added += add_text(st, v);
+			/* OpenAI's refusal comes in pieces too. */
+			if (index == 0 && delta != NULL &&
+			    json_object_object_get_ex(delta, "refusal", &v) &&
+			    json_object_is_type(v, json_type_string))
+				add_refusal(st, v);
 			/* get_ex gives NULL for a JSON null. */
 			if (json_object_object_get_ex(c, "finish_reason", &v) &&
 			    v != NULL)

@@ -57,6 +57,11 @@ struct stream {
 	json_object *error;
 	/* Non-empty: a record that is not a JSON object; parsing stops. */
 	char bad[160];
+	/*
+	 * The start of an OpenAI refusal (delta.refusal), NUL-terminated; a
+	 * NUL in it cuts it short, which is harmless in a message.
+	 */
+	char refusal[256];
 	struct json_tokener *tok; /* reused for every record */
 };
 

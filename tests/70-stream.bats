@@ -69,8 +69,12 @@ STREAM='{"stream": true}'
 	[ "$(field "$b" "first_token_at IS NULL")" = t ]
 }
 
-@test "the text is readable and followed while the model writes it" {
-	id=$(submit -r streamer -m "slowly now mock:gap=400 mock:pieces=4")
+# follow_live ROLE [SUBMIT_ARGS...]: a slow stream is readable from
+# llmq.partials and printed by wait --follow before it ends.
+follow_live() {
+	local role=$1
+	shift
+	id=$(submit -r "$role" -m "slowly now mock:gap=400 mock:pieces=4" "$@")
 	"$LLMQCTL" -d "$DBCONN" wait --follow --timeout 30s "$id" \
 		>"$TEST_DIR/follow.out" 2>"$TEST_DIR/follow.err" 3>&- &
 	follower=$!
@@ -91,6 +95,14 @@ STREAM='{"stream": true}'
 	[ "$(cat "$TEST_DIR/follow.out")" = "$final" ]
 	[ ! -s "$TEST_DIR/follow.err" ]
 	[ "$(psql_q "SELECT count(*) FROM llmq.partials WHERE request_id = $id")" = 0 ]
+}
+
+@test "the text of an SSE stream is readable and followed while the model writes it" {
+	follow_live streamer
+}
+
+@test "the text of an NDJSON stream is readable and followed while the model writes it" {
+	follow_live planner -o "$STREAM"
 }
 
 @test "each piece is announced on the request's channel with its text" {

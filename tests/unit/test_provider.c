@@ -8,7 +8,13 @@
  * and the error kind, whether it is retried and a telling part of the
  * message are checked; so are the reply text and token counts of good
  * replies (Ollama's zero counts as unknown), transfer failures, the
- * escaping and truncation of a provider's message, Retry-After values
+ * escaping and truncation of a provider's message; streamed calls, each
+ * stream fixture fed to a call as on_write() feeds it (whole and in
+ * pieces) and classified by provider_classify_stream(): the text, the
+ * counts or their estimate, the error records of each server, streams
+ * cut short by the server or by the transfer (timed out, reset, past
+ * max_response), and replies that are no stream (an error status, a
+ * server that ignored "stream"); Retry-After values
  * (delta seconds, the three HTTP date forms, garbage), retry-after-ms
  * winning over Retry-After, and the capture of both from header lines,
  * forgotten when a new status line starts another header block.
@@ -434,6 +440,507 @@ test_escaping(void)
 	free(big);
 }
 
+/*
+ * Streamed calls.  PROMPT_BYTES of messages, as provider_call_new() counts
+ * them, give an estimate of PROMPT_EST tokens when a stream says nothing:
+ * a quarter of the bytes, rounded up.
+ */
+#define PROMPT_BYTES 1001
+#define PROMPT_EST 251
+
+/* A streamed call of p, as provider_call_new() makes one. */
+static struct call *
+new_stream_call(const struct cfg_provider *p)
+{
+	struct call *c = new_call(p);
+
+	c->prompt_bytes = PROMPT_BYTES;
+	c->stream = 1;
+	stream_init(
+	    &c->st, p->kind == PROV_OLLAMA ? STREAM_NDJSON : STREAM_SSE);
+	return c;
+}
+
+/*
+ * len bytes of body delivered to a streamed call of p piece bytes at a
+ * time (0: whole) and the transfer's end, as on_write() and
+ * provider_call_done() do: the body grows in c->resp (by doubling, so
+ * that it moves), the stream is fed only a 2xx and ended only after
+ * one, and the call is classified with curl's code and the status.
+ * errbuf: curl's message, or NULL.
+ */
+static struct call *
+stream_run(const struct cfg_provider *p, const char *body, size_t len,
+    size_t piece, CURLcode code, long status, const char *errbuf)
+{
+	struct call *c = new_stream_call(p);
+	int two = status >= 200 && status <= 299;
+	size_t off, n;
+
+	if (errbuf != NULL)
+		snprintf(c->errbuf, sizeof(c->errbuf), "%s", errbuf);
+	for (off = 0; off < len; off += n) {
+		n = piece == 0 || len - off < piece ? len - off : piece;
+		if (c->resplen + n + 1 > c->respcap) {
+			while (c->resplen + n + 1 > c->respcap)
+				c->respcap = c->respcap ? c->respcap * 2 : 64;
+			c->resp = xrealloc(c->resp, c->respcap);
+		}
+		memcpy(c->resp + c->resplen, body + off, n);
+		c->resplen += n;
+		c->resp[c->resplen] = '\0';
+		if (two)
+			stream_feed(&c->st, c->resp, c->resplen);
+	}
+	if (two)
+		stream_end(&c->st, c->resp, c->resplen);
+	provider_classify_stream(c, code, status, c->resp, c->resplen);
+	return c;
+}
+
+/* The good outcome: text, counts, whether they are estimated. */
+static void
+expect_ok(struct call *c, const char *what, long status, const char *text,
+    int prompt, int completion, int estimated)
+{
+	int good = c->ok && c->error_kind == NULL && c->error_message == NULL &&
+	    c->retry == 0 && c->http_status == status && c->text != NULL &&
+	    strcmp(c->text, text) == 0;
+	/* The text escaped, so that a newline stays in its TAP line. */
+	char *t = str_escape(text, strlen(text), 200), *g;
+
+	CHECK(good, "%s: ok, \"%s\"", what, t);
+	if (!good) {
+		g = c->text != NULL ?
+		    str_escape(c->text, strlen(c->text), 200) :
+		    xstrdup("(null)");
+		printf("#   got ok %d, kind %s, message \"%s\", text \"%s\"\n",
+		    c->ok, c->error_kind ? c->error_kind : "(none)",
+		    c->error_message ? c->error_message : "(none)", g);
+		free(g);
+	}
+	free(t);
+	/* The stream's text was taken, not copied. */
+	CHECK(c->st.text == NULL, "%s: the stream's text handed over", what);
+	good = c->prompt_tokens == prompt &&
+	    c->completion_tokens == completion &&
+	    c->tokens_estimated == estimated;
+	CHECK(good, "%s: tokens %d and %d, %s", what, prompt, completion,
+	    estimated ? "estimated" : "counted");
+	if (!good)
+		printf("#   got tokens %d and %d, estimated %d\n",
+		    c->prompt_tokens, c->completion_tokens,
+		    c->tokens_estimated);
+}
+
+/* The failure kind, retried or not, its message beginning with prefix. */
+static void
+expect_stream_fail(struct call *c, const char *what, long status,
+    const char *kind, int retry, const char *prefix)
+{
+	int good = !c->ok && c->error_kind != NULL &&
+	    strcmp(c->error_kind, kind) == 0 && c->retry == retry &&
+	    c->error_message != NULL &&
+	    strncmp(c->error_message, prefix, strlen(prefix)) == 0 &&
+	    c->text == NULL && c->http_status == status;
+
+	CHECK(good, "%s: %s, %s, \"%s...\"", what, kind,
+	    retry ? "retried" : "not retried", prefix);
+	if (!good)
+		printf("#   got ok %d, kind %s, retry %d, status %ld, message "
+		       "\"%s\"\n",
+		    c->ok, c->error_kind ? c->error_kind : "(none)", c->retry,
+		    c->http_status,
+		    c->error_message ? c->error_message : "(none)");
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+/* Two calls came out the same in every field of the result. */
+static int
+same_outcome(const struct call *a, const struct call *b)
+{
+	return a->ok == b->ok && a->retry == b->retry &&
+	    same_str(a->error_kind, b->error_kind) &&
+	    same_str(a->error_message, b->error_message) &&
+	    same_str(a->text, b->text) && a->http_status == b->http_status &&
+	    a->prompt_tokens == b->prompt_tokens &&
+	    a->completion_tokens == b->completion_tokens &&
+	    a->tokens_estimated == b->tokens_estimated;
+}
+
+struct stream_case {
+	const char *name;
+	const struct cfg_provider *prov;
+	const char *text; /* NULL: a failure */
+	int prompt, completion, estimated;
+	const char *kind; /* the failure's */
+	int retry;
+	const char *prefix;
+};
+
+static const struct stream_case stream_cases[] = {
+	{ "stream-ollama.ndjson", &ollama,
+	    "The sky looks blue because air scatters short <wavelengths> "
+	    "more \xe2\x80\x94 Rayleigh scattering.\n",
+	    31, 15, 0, NULL, 0, NULL },
+	{ "stream-openai-usage.sse", &openai,
+	    "Hello! \xf0\x9f\x91\x8b How can I help you today?", 19, 10, 0,
+	    NULL, 0, NULL },
+	/* No usage: 52 bytes of text, 13 tokens. */
+	{ "stream-openai.sse", &openai,
+	    "Paris, the capital of France.\n\nIt sits on the Seine.",
+	    PROMPT_EST, 13, 1, NULL, 0, NULL },
+	{ "stream-llamacpp.sse", &openai, "Hi there! Nice day.", 14, 6, 0, NULL,
+	    0, NULL },
+	{ "stream-sse-keepalive.sse", &openai, "Keep-alive works.", 12, 3, 0,
+	    NULL, 0, NULL },
+	{ "stream-ollama-error.ndjson", &ollama, NULL, 0, 0, 0, "http_error", 1,
+	    "provider error in stream: an error was encountered while running "
+	    "the model: CUDA error: out of memory" },
+	{ "stream-llamacpp-error.sse", &openai, NULL, 0, 0, 0, "bad_request", 0,
+	    "provider error in stream (exceed_context_size_error): the "
+	    "request exceeds the available context size, try increasing it" },
+	/* Neither its code nor its type is a name llmq knows. */
+	{ "stream-sse-event-error.sse", &openai, NULL, 0, 0, 0, "http_error", 1,
+	    "provider error in stream (upstream_timeout): upstream request "
+	    "timeout" },
+	{ "stream-vllm-error.sse", &openai, NULL, 0, 0, 0, "bad_request", 0,
+	    "provider error in stream (BadRequestError): This model's maximum "
+	    "context length is 4096 tokens." },
+	{ "stream-ollama-truncated.ndjson", &ollama, NULL, 0, 0, 0,
+	    "http_error", 1,
+	    "stream ended before the reply was complete, after 18 bytes of "
+	    "text" },
+	/* Cut in a record, but the transfer itself ended well. */
+	{ "stream-openai-truncated.sse", &openai, NULL, 0, 0, 0, "http_error",
+	    1, "invalid stream from provider: invalid JSON at byte " },
+};
+
+/* Each stream fixture, whole and in pieces of 1, 7 and 64 bytes. */
+static void
+test_stream_fixtures(void)
+{
+	static const size_t pieces[] = { 1, 7, 64 };
+	const struct stream_case *x;
+	struct call *c, *p;
+	size_t len, i, k;
+	char *body;
+
+	for (i = 0; i < nitems(stream_cases); i++) {
+		x = &stream_cases[i];
+		body = fixture(x->name, &len);
+		c = stream_run(x->prov, body, len, 0, CURLE_OK, 200, NULL);
+		if (x->text != NULL)
+			expect_ok(c, x->name, 200, x->text, x->prompt,
+			    x->completion, x->estimated);
+		else
+			expect_stream_fail(
+			    c, x->name, 200, x->kind, x->retry, x->prefix);
+		for (k = 0; k < nitems(pieces); k++) {
+			p = stream_run(
+			    x->prov, body, len, pieces[k], CURLE_OK, 200, NULL);
+			CHECK(same_outcome(c, p),
+			    "%s, in pieces of %zu byte%s: the same as whole",
+			    x->name, pieces[k], pieces[k] == 1 ? "" : "s");
+			if (!same_outcome(c, p))
+				printf(
+				    "#   got ok %d, kind %s, message \"%s\", "
+				    "text \"%s\", tokens %d and %d\n",
+				    p->ok, p->error_kind ? p->error_kind : "",
+				    p->error_message ? p->error_message : "",
+				    p->text ? p->text : "(null)",
+				    p->prompt_tokens, p->completion_tokens);
+			provider_call_free(p);
+		}
+		provider_call_free(c);
+		free(body);
+	}
+}
+
+/* A stream given inline to a call of p, classified with code and 200. */
+static struct call *
+stream_str(const struct cfg_provider *p, const char *s)
+{
+	return stream_run(p, s, strlen(s), 0, CURLE_OK, 200, NULL);
+}
+
+static void
+test_stream_counts(void)
+{
+	struct call *c;
+
+	/* Ollama without counts (or with 0): both estimated. */
+	c = stream_str(&ollama,
+	    "{\"message\":{\"content\":\"abcde\"},\"done\":false}\n"
+	    "{\"message\":{\"content\":\"\"},\"done\":true,"
+	    "\"prompt_eval_count\":0}\n");
+	expect_ok(
+	    c, "ollama stream without counts", 200, "abcde", PROMPT_EST, 2, 1);
+	provider_call_free(c);
+	/* A prompt-cache hit: the prompt's count alone is estimated. */
+	c = stream_str(&ollama,
+	    "{\"message\":{\"content\":\"abcd\"},\"done\":true,"
+	    "\"eval_count\":1}");
+	expect_ok(c, "ollama stream without prompt_eval_count", 200, "abcd",
+	    PROMPT_EST, 1, 1);
+	provider_call_free(c);
+	/* OpenAI's zero is a count, and no estimate. */
+	c = stream_str(&openai,
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
+	    "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":0,"
+	    "\"completion_tokens\":0}}\n\ndata: [DONE]\n\n");
+	expect_ok(c, "openai stream with zero usage", 200, "", 0, 0, 0);
+	provider_call_free(c);
+	/* Complete, but no text at all: "", 0 tokens of it. */
+	c = stream_str(&openai,
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{},"
+	    "\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n");
+	expect_ok(c, "openai stream without text or usage", 200, "", PROMPT_EST,
+	    0, 1);
+	provider_call_free(c);
+	/* Usage with the completion's count only. */
+	c = stream_str(&openai,
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},"
+	    "\"finish_reason\":\"stop\"}],\"usage\":{\"completion_tokens\":"
+	    "7}}\n\ndata: [DONE]\n\n");
+	expect_ok(c, "openai stream with a partial usage", 200, "hi",
+	    PROMPT_EST, 7, 1);
+	provider_call_free(c);
+	/* [DONE] alone does not complete a stream without finish_reason. */
+	c = stream_str(&openai,
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},"
+	    "\"finish_reason\":null}]}\n\n");
+	expect_stream_fail(c, "openai stream without finish or [DONE]", 200,
+	    "http_error", 1,
+	    "stream ended before the reply was complete, after 2 bytes of "
+	    "text");
+	provider_call_free(c);	/* A refusal in pieces and no content: refused, as a whole reply. */
+	c = stream_str(&openai,
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+	    "\"assistant\",\"content\":null,\"refusal\":\"I can\"}}]}\n\n"
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":"
+	    "\"not help.\"},\"finish_reason\":\"stop\"}]}\n\n"
+	    "data: [DONE]\n\n");
+	expect_stream_fail(c, "openai stream with a refusal", 200,
+	    "http_error", 0, "model refused: I cannot help.");
+	provider_call_free(c);
+}
+
+/* Fixture name served with status to a streamed call of p. */
+static struct call *
+stream_fix(const struct cfg_provider *p, const char *name, CURLcode code,
+    long status, const char *errbuf)
+{
+	struct call *c;
+	size_t len;
+	char *body;
+
+	body = fixture(name, &len);
+	c = stream_run(p, body, len, 5, code, status, errbuf);
+	free(body);
+	return c;
+}
+
+/* The bytes of body up to and with its nth newline (all when fewer). */
+static size_t
+lines_len(const char *body, size_t len, int n)
+{
+	const char *p = body, *nl;
+
+	for (; n > 0 && (nl = memchr(p, '\n', len - (p - body))) != NULL; n--)
+		p = nl + 1;
+	return n > 0 ? len : (size_t)(p - body);
+}
+
+/*
+ * Fixture name cut after its first nl lines and more bytes, delivered
+ * with 200 to a streamed call of p, the transfer ending with code.
+ */
+static struct call *
+stream_cut(const struct cfg_provider *p, const char *name, int nl, size_t more,
+    CURLcode code, const char *errbuf)
+{
+	struct call *c;
+	size_t len, n;
+	char *body;
+
+	body = fixture(name, &len);
+	n = lines_len(body, len, nl) + more;
+	c = stream_run(p, body, n < len ? n : len, 3, code, 200, errbuf);
+	free(body);
+	return c;
+}
+
+/*
+ * Fixture name cut after its first nl lines and more bytes, as the
+ * response past max_response leaves it: on_write() refused the next
+ * piece, and the transfer failed with CURLE_WRITE_ERROR.
+ */
+static struct call *
+stream_overflow(
+    const struct cfg_provider *p, const char *name, int nl, size_t more)
+{
+	struct call *c = new_stream_call(p);
+	size_t len, n;
+	char *body;
+
+	body = fixture(name, &len);
+	n = lines_len(body, len, nl) + more;
+	c->resp = xmalloc(n + 1);
+	memcpy(c->resp, body, n);
+	c->resp[c->resplen = n] = '\0';
+	c->maxresp = n + 100;
+	stream_feed(&c->st, c->resp, c->resplen);
+	c->overflow = 1;
+	stream_end(&c->st, c->resp, c->resplen);
+	provider_classify_stream(
+	    c, CURLE_WRITE_ERROR, 200, c->resp, c->resplen);
+	free(body);
+	return c;
+}
+
+static void
+test_stream_transfer(void)
+{
+	const char *tmo = "Operation timed out after 30000 milliseconds with "
+	                  "812 bytes received";
+	const char *part = "transfer closed with outstanding read data "
+	                   "remaining";
+	struct call *c;
+
+	/* Not a stream: an error status, its JSON body, never fed. */
+	c = stream_fix(&openai, "openai-429-rate.json", CURLE_OK, 429, NULL);
+	expect_stream_fail(c, "openai-429-rate.json as 429, streamed", 429,
+	    "rate_limited", 1,
+	    "HTTP 429 (rate_limit_exceeded): Rate limit reached for gpt-4o");
+	CHECK(c->st.records == 0, "an error status is not fed to the stream");
+	provider_call_free(c);
+	c = stream_fix(&openai, "openai-429-quota.json", CURLE_OK, 429, NULL);
+	expect_stream_fail(c, "openai-429-quota.json as 429, streamed", 429,
+	    "http_error", 0,
+	    "HTTP 429 (insufficient_quota): insufficient quota");
+	provider_call_free(c);
+	c = stream_fix(&ollama, "ollama-503-busy.json", CURLE_OK, 503, NULL);
+	expect_stream_fail(c, "ollama-503-busy.json as 503, streamed", 503,
+	    "provider_down", 1, "HTTP 503: server busy");
+	provider_call_free(c);
+	c = stream_fix(&openai, "proxy-502.html", CURLE_OK, 502, NULL);
+	expect_stream_fail(c, "proxy-502.html as 502, streamed", 502,
+	    "provider_down", 1, "HTTP 502: <html>");
+	provider_call_free(c);
+
+	/* A server that ignored "stream": one JSON body, with 200. */
+	c = stream_fix(&openai, "openai-ok.json", CURLE_OK, 200, NULL);
+	expect_ok(c, "openai-ok.json as 200, streamed", 200,
+	    "Hello! How can I assist you today?", 19, 10, 0);
+	provider_call_free(c);
+	c = stream_fix(&ollama, "ollama-ok.json", CURLE_OK, 200, NULL);
+	expect_ok(c, "ollama-ok.json as 200, streamed", 200,
+	    "Hello! How can I help you today?", 26, 298, 0);
+	provider_call_free(c);
+	c = stream_str(&openai,
+	    "{\"choices\":[{\"message\":{\"content\":\"one line\"}}],"
+	    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}");
+	expect_ok(c, "one-line JSON reply, streamed", 200, "one line", 3, 2, 0);
+	provider_call_free(c);
+	c = stream_fix(&openai, "openai-429-rate.json", CURLE_OK, 200, NULL);
+	expect_stream_fail(c, "openai-429-rate.json as 200, streamed", 200,
+	    "rate_limited", 1, "provider error (rate_limit_exceeded): Rate");
+	provider_call_free(c);
+	c = stream_fix(&ollama, "ollama-500-runner.json", CURLE_OK, 200, NULL);
+	expect_stream_fail(c, "ollama-500-runner.json as 200, streamed", 200,
+	    "http_error", 1,
+	    "provider error in stream: llama runner process has terminated");
+	provider_call_free(c);
+	c = stream_run(&openai, NULL, 0, 0, CURLE_OK, 200, NULL);
+	expect_stream_fail(c, "an empty 200, streamed", 200, "http_error", 1,
+	    "invalid JSON from provider: empty body");
+	provider_call_free(c);
+	c = stream_run(&ollama, NULL, 0, 0, CURLE_COULDNT_CONNECT, 0,
+	    "Failed to connect to h");
+	expect_stream_fail(c, "no connection, streamed", 0, "provider_down", 1,
+	    "Couldn't connect to server: Failed to connect to h");
+	provider_call_free(c);
+
+	/* The transfer cut between two lines. */
+	c = stream_fix(&ollama, "stream-ollama-truncated.ndjson",
+	    CURLE_PARTIAL_FILE, 200, part);
+	expect_stream_fail(c, "stream-ollama-truncated.ndjson, partial file",
+	    200, "provider_down", 1, "Transferred a partial file: transfer");
+	provider_call_free(c);
+	c = stream_fix(&ollama, "stream-ollama-truncated.ndjson",
+	    CURLE_OPERATION_TIMEDOUT, 200, tmo);
+	expect_stream_fail(c, "stream-ollama-truncated.ndjson, timed out", 200,
+	    "timeout", 1, tmo);
+	provider_call_free(c);
+	c = stream_cut(
+	    &openai, "stream-openai.sse", 6, 0, CURLE_RECV_ERROR, NULL);
+	expect_stream_fail(c, "stream-openai.sse cut between events, recv", 200,
+	    "provider_down", 1, "Failure when receiving data");
+	provider_call_free(c);
+	c = stream_cut(
+	    &openai, "stream-openai.sse", 6, 0, CURLE_OPERATION_TIMEDOUT, NULL);
+	expect_stream_fail(c, "stream-openai.sse cut between events, timed out",
+	    200, "timeout", 1, "timed out");
+	provider_call_free(c);
+	/* Cut in the first record: nothing parsed, the transfer's failure. */
+	c = stream_cut(
+	    &openai, "stream-openai.sse", 0, 40, CURLE_PARTIAL_FILE, part);
+	expect_stream_fail(c, "stream-openai.sse cut in its first record", 200,
+	    "provider_down", 1, "Transferred a partial file");
+	provider_call_free(c);
+	/* Cut in a later record: the transfer's failure still. */
+	c = stream_fix(&openai, "stream-openai-truncated.sse",
+	    CURLE_PARTIAL_FILE, 200, part);
+	expect_stream_fail(c, "stream-openai-truncated.sse, partial file", 200,
+	    "provider_down", 1, "Transferred a partial file: transfer");
+	provider_call_free(c);
+	c = stream_fix(&openai, "stream-openai-truncated.sse",
+	    CURLE_OPERATION_TIMEDOUT, 200, tmo);
+	expect_stream_fail(c, "stream-openai-truncated.sse, timed out", 200,
+	    "timeout", 1, tmo);
+	provider_call_free(c);
+	c = stream_cut(&ollama, "stream-ollama.ndjson", 4, 40,
+	    CURLE_OPERATION_TIMEDOUT, tmo);
+	expect_stream_fail(c, "stream-ollama.ndjson cut in a line, timed out",
+	    200, "timeout", 1, tmo);
+	provider_call_free(c);
+
+	/* Past max_response: not retried, wherever the cut fell. */
+	c = stream_overflow(&ollama, "stream-ollama.ndjson", 2, 0);
+	expect_stream_fail(c, "stream past max_response, cut between lines",
+	    200, "http_error", 0, "response larger than");
+	provider_call_free(c);
+	c = stream_overflow(&ollama, "stream-ollama.ndjson", 2, 40);
+	expect_stream_fail(c, "stream past max_response, cut in a line", 200,
+	    "http_error", 0, "response larger than");
+	provider_call_free(c);
+	c = stream_overflow(&openai, "stream-openai.sse", 4, 40);
+	expect_stream_fail(c, "sse stream past max_response, cut in an event",
+	    200, "http_error", 0, "response larger than");
+	provider_call_free(c);
+
+	/* The stream said it was done: what the transfer did next is moot. */
+	c = stream_fix(
+	    &ollama, "stream-ollama.ndjson", CURLE_PARTIAL_FILE, 200, part);
+	expect_ok(c, "stream-ollama.ndjson complete, then partial file", 200,
+	    "The sky looks blue because air scatters short <wavelengths> "
+	    "more \xe2\x80\x94 Rayleigh scattering.\n",
+	    31, 15, 0);
+	provider_call_free(c);
+	/* An error record wins over a transfer that failed after it. */
+	c = stream_fix(
+	    &ollama, "stream-ollama-error.ndjson", CURLE_RECV_ERROR, 200, NULL);
+	expect_stream_fail(c, "stream-ollama-error.ndjson, then recv error",
+	    200, "http_error", 1, "provider error in stream: an error was");
+	provider_call_free(c);
+}
+
 static const char *const wday[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
 	"Sat" };
 static const char *const month[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -642,6 +1149,9 @@ main(int argc, char **argv)
 	test_http_errors();
 	test_transfer();
 	test_escaping();
+	test_stream_fixtures();
+	test_stream_counts();
+	test_stream_transfer();
 	test_retry_after();
 	test_headers();
 	free(fixdir);
