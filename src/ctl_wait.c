@@ -402,7 +402,8 @@ follow_done(PGconn *conn, struct follow *f, int *final)
 		*final = 1;
 		text = PQgetvalue(res, 0, 1);
 		len = (size_t)PQgetlength(res, 0, 1);
-		if (f->len <= len && memcmp(text, f->text, f->len) == 0)
+		if (f->len == 0 ||
+		    (f->len <= len && memcmp(text, f->text, f->len) == 0))
 			fwrite(text + f->len, 1, len - f->len, stdout);
 		else {
 			putchar('\n');
