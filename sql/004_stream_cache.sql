@@ -124,6 +124,12 @@ BEGIN
 	IF TG_OP <> 'INSERT' OR NEW.status <> 'pending' THEN
 		RETURN NEW;
 	END IF;
+	-- The cache's columns are the trigger's: a caller cannot plant a
+	-- key (the finish checks it too) or claim a hit.
+	NEW.cache_key := NULL;
+	NEW.cache_ttl_ms := NULL;
+	NEW.cache_hit := false;
+	NEW.tokens_estimated := false;
 	SELECT * INTO ro FROM llmq.roles r WHERE r.name = NEW.role;
 
 	IF NEW.queue_deadline IS NULL THEN
@@ -171,10 +177,12 @@ BEGIN
 		EXCEPTION WHEN others THEN
 			ttl_ms := NULL;
 		END;
-		IF ttl_ms IS NULL OR ttl_ms <= 0 THEN
+		-- At most 3650 days, as in the configuration.
+		IF ttl_ms IS NULL OR ttl_ms <= 0
+		    OR ttl_ms > 3650 * 86400 * 1000::bigint THEN
 			RAISE EXCEPTION 'option "cache" must be true, false, or '
-			    'a time to live (milliseconds or an interval), got %',
-			    o -> 'cache'
+			    'a time to live (milliseconds or an interval) of at '
+			    'most 3650 days, got %', o -> 'cache'
 			    USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END IF;

@@ -123,10 +123,6 @@ int cfg_parse_duration(const char *s, int64_t *ms);
 
 const struct cfg_role *cfg_role_find(const struct cfg *, const char *name);
 /*
- * The models role ro's rows may go to: its own, those it allows, and
- * their fallbacks; at most max of them, into out.  Returns how many.
- */
-/*
  * The model of a row of role r that names none and has no complexity the
  * role routes: its model, else medium's, else the first one set; -1 when
  * none.
@@ -140,6 +136,10 @@ int cfg_role_default_model(const struct cfg_role *);
  * complexities present only when set.  The caller frees it.
  */
 char *cfg_role_routes(const struct cfg *, const struct cfg_role *);
+/*
+ * The models role ro's rows may go to: its own, those it allows, and
+ * their fallbacks; at most max of them, into out.  Returns how many.
+ */
 int cfg_role_models(
     const struct cfg *, const struct cfg_role *ro, int *out, int max);
 int cfg_model_find(const struct cfg *, const char *name); /* -1: none */

@@ -35,6 +35,32 @@
 #define OVERLOAD_BATCH 1000
 #define PURGE_EVERY_MS 60000
 
+/*
+ * Delete the pieces of streams no call will finish, and expired cache
+ * entries, a batch at a time while batches come back full.
+ */
+static int
+sweep(PGconn *pg)
+{
+	int n, total = 0;
+
+	while ((n = db_purge_partials(pg, PURGE_BATCH)) == PURGE_BATCH &&
+	    !child_term && !child_quit)
+		;
+	if (n == -1)
+		return -1;
+	while ((n = db_purge_cache(pg, PURGE_BATCH)) > 0 && !child_term &&
+	    !child_quit) {
+		total += n;
+		if (n < PURGE_BATCH)
+			break;
+	}
+	if (total > 0)
+		log_info("deleted %d expired cache entr%s", total,
+		    total == 1 ? "y" : "ies");
+	return n == -1 ? -1 : 0;
+}
+
 int
 consumer_main(const struct cfg *cfg, int parent_fd)
 {
@@ -68,12 +94,6 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			if (db_rescue_dead(pg, NULL) == -1 ||
 			    db_rescue_expired(pg) == -1)
 				goto lost;
-			if (db_purge_partials(pg, PURGE_BATCH) == -1 ||
-			    (n = db_purge_cache(pg, PURGE_BATCH)) == -1)
-				goto lost;
-			if (n > 0)
-				log_info("deleted %d expired cache entr%s", n,
-				    n == 1 ? "y" : "ies");
 			while ((n = db_overload(pg, OVERLOAD_BATCH)) ==
 			        OVERLOAD_BATCH &&
 			    !child_term && !child_quit)
@@ -94,6 +114,13 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 
 				next_purge = now + PURGE_EVERY_MS;
 			}
+			/*
+			 * Last, and not in the way of the above when they
+			 * fail for another reason than a lost connection
+			 * (logged; tried again next time).
+			 */
+			if (sweep(pg) == -1 && db_lost(pg))
+				goto lost;
 			next_run = now + cfg->consumer_interval_ms;
 		}
 		goto wait;

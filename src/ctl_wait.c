@@ -445,7 +445,7 @@ follow_run(PGconn *conn, int64_t id, int64_t timeout_ms)
 	PGnotify *nf;
 	char *sql, chan[48];
 	int64_t now, deadline, last_check, ms, nid;
-	int rc = 1, look, final;
+	int rc = 1, r, look, final;
 
 	snprintf(chan, sizeof(chan), "llmq_stream_%" PRId64, id);
 	sql = xasprintf("LISTEN llmq_done; LISTEN %s", chan);
@@ -467,16 +467,19 @@ follow_run(PGconn *conn, int64_t id, int64_t timeout_ms)
 			PQfreemem(nf);
 		}
 		now = mono_ms();
-		if (look || now - last_check >= WAIT_RECHECK_MS) {
+		/* At the deadline, a last look; before it, a look when due. */
+		if (look || now - last_check >= WAIT_RECHECK_MS ||
+		    (deadline >= 0 && now >= deadline)) {
 			/* The pieces first: the row may be final already. */
 			if (follow_catch_up(conn, &f) == -1)
 				break;
-			rc = follow_done(conn, &f, &final);
-			if (final)
+			r = follow_done(conn, &f, &final);
+			if (final) {
+				rc = r;
 				break;
+			}
 			last_check = mono_ms();
 			look = 0;
-			continue;
 		}
 		if (deadline >= 0 && now >= deadline) {
 			if (f.len > 0)

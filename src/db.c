@@ -102,7 +102,13 @@ static const struct {
 	    " RETURNING r.id, r.status, r.cache_key, r.cache_ttl_ms,"
 	    "           r.fallback_used, r.model_used, r.response,"
 	    "           r.prompt_tokens, r.completion_tokens,"
-	    "           r.tokens_estimated),"
+	    "           r.tokens_estimated,"
+	    /* The key names this request, and the model that answered. */
+	    "           CASE WHEN r.cache_key IS NOT NULL"
+	    "                 AND r.status = 'completed'"
+	    "           THEN r.cache_key = llmq.cache_key(r.model_used,"
+	    "                r.messages, r.options)"
+	    "           ELSE false END AS cache_ok),"
 	    " a AS (INSERT INTO llmq.attempts (request_id, attempt, model,"
 	    "       provider, started_at, first_byte_at, first_token_at,"
 	    "       finished_at, http_status, error_kind, error_message, retry,"
@@ -125,8 +131,10 @@ static const struct {
 	    "  ON CONFLICT (request_id, attempt, started_at) DO NOTHING),"
 	    /*
 	     * A cacheable reply goes into the cache: only one per key from
-	     * this batch (an upsert may not touch a row twice), and not one
-	     * that came from a fallback model, which the key does not name.
+	     * this batch (an upsert may not touch a row twice), and only
+	     * under the key of its own request and model (cache_ok): not
+	     * the reply of a fallback model, nor of a model a reload routed
+	     * the row to since its insert, nor under a key someone wrote.
 	     */
 	    " k AS (INSERT INTO llmq.cache (key, model, response,"
 	    "       prompt_tokens, completion_tokens, tokens_estimated,"
@@ -134,9 +142,10 @@ static const struct {
 	    "  SELECT DISTINCT ON (u.cache_key) u.cache_key, u.model_used,"
 	    "         u.response, u.prompt_tokens, u.completion_tokens,"
 	    "         u.tokens_estimated, u.id,"
-	    "         now() + u.cache_ttl_ms * interval '1 millisecond'"
+	    "         now() + least(u.cache_ttl_ms, 315360000000)"
+	    "             * interval '1 millisecond'"
 	    "    FROM u"
-	    "   WHERE u.status = 'completed' AND u.cache_key IS NOT NULL"
+	    "   WHERE u.cache_ok AND u.cache_ttl_ms > 0"
 	    "     AND NOT u.fallback_used AND u.response IS NOT NULL"
 	    "   ORDER BY u.cache_key, u.id"
 	    "  ON CONFLICT (key) DO UPDATE"
@@ -167,12 +176,21 @@ static const struct {
 	    "       $2::bigint * interval '1 millisecond'"
 	    " WHERE status = 'processing' AND locked_by = $1"
 	    "   AND id = ANY ($3::bigint[])" },
+	/*
+	 * The attempt is not counted, so the next claim has the same
+	 * number: the pieces of the call that stopped go now, or the next
+	 * call's would collide with them.
+	 */
 	{ "handback",
-	    "UPDATE llmq.requests"
+	    "WITH h AS (UPDATE llmq.requests"
 	    "   SET status = 'pending', attempts = attempts - 1,"
 	    "       locked_by = NULL, lease_until = NULL, claimed_at = NULL"
 	    " WHERE status = 'processing' AND locked_by = $1"
-	    "   AND id = ANY ($2::bigint[])" },
+	    "   AND id = ANY ($2::bigint[])"
+	    " RETURNING id),"
+	    " d AS (DELETE FROM llmq.partials p USING h"
+	    "        WHERE p.request_id = h.id)"
+	    " SELECT count(*) FROM h" },
 	/*
 	 * Rows bearing our name that we hold no call for: a claim whose
 	 * reply was lost with the connection.  Never called: the attempt
@@ -599,15 +617,21 @@ db_progress(PGconn *conn, const char *me, struct call *list, int64_t now)
 	for (c = list; c != NULL; c = c->next) {
 		if (!c->stream || c->st.textlen <= c->published)
 			continue;
+		/*
+		 * After a failure, the same piece again: it may have been
+		 * stored with only the reply lost, and then its second
+		 * insert changes nothing.
+		 */
+		if (c->publishing == 0)
+			c->publishing = c->st.textlen;
 		o = json_object_new_object();
 		add_int(o, "id", c->id);
 		add_int(o, "attempt", c->attempt);
 		add_int(o, "seq", c->pieces + 1);
 		json_object_object_add(o, "delta",
 		    json_object_new_string_len(c->st.text + c->published,
-		        (int)(c->st.textlen - c->published)));
+		        (int)(c->publishing - c->published)));
 		json_object_array_add(arr, o);
-		c->publishing = c->st.textlen;
 		n++;
 	}
 	if (n == 0) {
@@ -620,14 +644,13 @@ db_progress(PGconn *conn, const char *me, struct call *list, int64_t now)
 	res = run(conn, "progress", 2, v, PGRES_TUPLES_OK);
 	json_object_put(arr);
 	for (c = list; c != NULL; c = c->next) {
-		if (c->publishing == 0)
+		if (!c->stream || c->publishing <= c->published)
 			continue;
-		/* Sent: the next piece follows it.  Not: it is sent again. */
 		if (res != NULL) {
 			c->published = c->publishing;
 			c->pieces++;
+			c->publishing = 0;
 		}
-		c->publishing = 0;
 		c->published_at = now;
 	}
 	if (res == NULL)
@@ -739,13 +762,17 @@ int
 db_handback(PGconn *conn, const char *me, const struct call *list)
 {
 	const char *v[2];
+	PGresult *res;
 	char *ids;
-	int rc;
+	int rc = -1;
 
 	ids = id_array(list);
 	v[0] = me;
 	v[1] = ids;
-	rc = run_cmd(conn, "handback", 2, v);
+	if ((res = run(conn, "handback", 2, v, PGRES_TUPLES_OK)) != NULL) {
+		rc = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
 	free(ids);
 	return rc;
 }

@@ -88,8 +88,9 @@ int db_finish(PGconn *, const char *me, const struct call *list);
  * Publish the text that the streamed calls in list received since they
  * last published: one row of llmq.partials each and a NOTIFY on
  * "llmq_stream_<id>", in one statement.  Each call's ->published_at
- * becomes now (monotonic ms) either way; what failed to go is sent with
- * the next piece.  Returns the number of pieces, or -1.
+ * becomes now (monotonic ms) either way; a piece that failed to go is
+ * sent again as it was, then what came after it.  Returns the number of
+ * pieces, or -1.
  */
 int db_progress(PGconn *, const char *me, struct call *list, int64_t now);
 

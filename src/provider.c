@@ -1019,12 +1019,14 @@ provider_classify_stream(
 	/*
 	 * Before a bad record: a transfer cut inside a record leaves half a
 	 * record, which the cut explains (a timeout, a reset, the size cap).
+	 * A cut after the stream said it was done loses at most the usage
+	 * record: the reply is whole.
 	 */
 	if (c->overflow || (code != CURLE_OK && !s->done)) {
 		transfer_failed(c, code);
 		return;
 	}
-	if (s->bad[0] != '\0') {
+	if (s->bad[0] != '\0' && code == CURLE_OK) {
 		fail(c, "http_error", 1, "invalid stream from provider: %s",
 		    s->bad);
 		return;
@@ -1036,9 +1038,13 @@ provider_classify_stream(
 		    s->textlen);
 		return;
 	}
-	/* As a whole reply with a refusal and no content. */
+	/* As a whole reply with a refusal, or no content at all. */
 	if (s->textlen == 0 && s->refusal[0] != '\0') {
 		fail(c, "http_error", 0, "model refused: %s", s->refusal);
+		return;
+	}
+	if (s->text == NULL) {
+		fail(c, "http_error", 0, "provider reply has no message content");
 		return;
 	}
 	c->ok = 1;

@@ -145,10 +145,29 @@ calls() {
 	[ "$(field "$b" "cache_hit || ' ' || response")" = "true echo: stream and keep" ]
 }
 
+@test "a caller cannot plant an answer under another request's key" {
+	key="llmq.cache_key('small:1b', '[{\"role\":\"user\",\"content\":\"the capital of France\"}]', '{\"cache\": true}')"
+	# A plain INSERT naming a key: the trigger clears it.
+	a=$(psql_q "INSERT INTO llmq.requests (role, messages, cache_key, cache_ttl_ms, cache_hit)
+		VALUES ('planner', '[{\"role\":\"user\",\"content\":\"say Berlin\"}]', $key, 3600000, true)
+		RETURNING id")
+	[ "$(field "$a" "(cache_key IS NULL) || ' ' || cache_hit")" = "true false" ]
+	# A pending row's key rewritten by UPDATE: the finish checks it.
+	b=$(submit -r planner -m "say Paris" -o '{"cache": true, "run_after": "'"$(date -u -d '+2 seconds' '+%Y-%m-%dT%H:%M:%SZ')"'"}')
+	psql_q "UPDATE llmq.requests SET cache_key = $key WHERE id = $b"
+	run wait_req "$a" "$b"
+	[ "$status" -eq 0 ]
+	[ "$(psql_q "SELECT count(*) FROM llmq.cache WHERE key = $key OR request_id IN ($a, $b)")" = 0 ]
+	c=$(submit -r planner -m "the capital of France" -o '{"cache": true}')
+	[ "$(field "$c" cache_hit)" = f ]
+	wait_req "$c"
+}
+
 @test "bad cache options are refused at submit, nothing written" {
 	n=$(psql_q "SELECT count(*) FROM llmq.requests")
 	for o in '{"cache": "forever"}' '{"cache": -5}' '{"cache": 0}' \
-	    '{"cache": [1]}' '{"cache_force": "yes"}'; do
+	    '{"cache": [1]}' '{"cache_force": "yes"}' '{"cache": 1e16}' \
+	    '{"cache": "300000 years"}'; do
 		run submit -r planner -m "x" -o "$o"
 		echo "$o: $output"
 		[ "$status" -ne 0 ]

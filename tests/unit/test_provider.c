@@ -673,6 +673,7 @@ static void
 test_stream_counts(void)
 {
 	struct call *c;
+	const char *body;
 
 	/* Ollama without counts (or with 0): both estimated. */
 	c = stream_str(&ollama,
@@ -696,12 +697,29 @@ test_stream_counts(void)
 	    "\"completion_tokens\":0}}\n\ndata: [DONE]\n\n");
 	expect_ok(c, "openai stream with zero usage", 200, "", 0, 0, 0);
 	provider_call_free(c);
-	/* Complete, but no text at all: "", 0 tokens of it. */
+	/*
+	 * Complete, but no content at all (tool calls only, say): as a
+	 * whole reply without content.  An empty content is a reply.
+	 */
 	c = stream_str(&openai,
 	    "data: {\"choices\":[{\"index\":0,\"delta\":{},"
 	    "\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n");
-	expect_ok(c, "openai stream without text or usage", 200, "", PROMPT_EST,
-	    0, 1);
+	expect_stream_fail(c, "openai stream without content", 200,
+	    "http_error", 0, "provider reply has no message content");
+	provider_call_free(c);
+	c = stream_str(&openai,
+	    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+	    "\"\"},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n");
+	expect_ok(c, "openai stream with an empty content", 200, "",
+	    PROMPT_EST, 0, 1);
+	provider_call_free(c);
+	/* Done, then cut inside the usage chunk: the reply is whole. */
+	body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+	       "\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choi";
+	c = stream_run(&openai, body, strlen(body), 0, CURLE_PARTIAL_FILE, 200,
+	    NULL);
+	expect_ok(c, "openai stream cut after its finish", 200, "hi",
+	    PROMPT_EST, 1, 1);
 	provider_call_free(c);
 	/* Usage with the completion's count only. */
 	c = stream_str(&openai,
