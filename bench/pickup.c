@@ -41,6 +41,7 @@
 
 #include <libpq-fe.h>
 
+#include "bench.h"
 #include "util.h"
 
 #define DEF_COUNT 1000
@@ -489,23 +490,6 @@ run_llmq(PGconn *conn, const char *role, struct mocklog *ml, int n, int warmup,
 	/* Without the split the main figure still stands. */
 	fetch_claimed(conn, s, n);
 	return 0;
-}
-
-static int
-cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest rank: the smallest value with at least q% at or below it. */
-static int64_t
-rank(const int64_t *v, int n, int q)
-{
-	int i = (int)(((int64_t)n * q + 99) / 100) - 1;
-
-	return v[i < 0 ? 0 : i];
 }
 
 static void

@@ -36,6 +36,7 @@
 
 #include <libpq-fe.h>
 
+#include "bench.h"
 #include "util.h"
 
 #define DEF_COUNT 200
@@ -174,22 +175,6 @@ read_log(const char *path, struct sample *s, int n)
 	}
 	fclose(f);
 	return found;
-}
-
-static int
-cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int64_t
-rank(const int64_t *v, int n, int q)
-{
-	int i = (int)(((int64_t)n * q + 99) / 100) - 1;
-
-	return v[i < 0 ? 0 : i];
 }
 
 static void

@@ -659,24 +659,27 @@ db_progress(PGconn *conn, const char *me, struct call *list, int64_t now)
 	return n;
 }
 
-int
-db_purge_cache(PGconn *conn, int limit)
+/* Run a prepared command whose one parameter is a row limit. */
+static int
+run_limit(PGconn *conn, const char *name, int limit)
 {
 	char lbuf[16];
 	const char *v[] = { lbuf };
 
 	snprintf(lbuf, sizeof(lbuf), "%d", limit);
-	return run_cmd(conn, "cache_purge", 1, v);
+	return run_cmd(conn, name, 1, v);
+}
+
+int
+db_purge_cache(PGconn *conn, int limit)
+{
+	return run_limit(conn, "cache_purge", limit);
 }
 
 int
 db_purge_partials(PGconn *conn, int limit)
 {
-	char lbuf[16];
-	const char *v[] = { lbuf };
-
-	snprintf(lbuf, sizeof(lbuf), "%d", limit);
-	return run_cmd(conn, "partials_purge", 1, v);
+	return run_limit(conn, "partials_purge", limit);
 }
 
 int
@@ -837,12 +840,9 @@ db_rescue_expired(PGconn *conn)
 int
 db_overload(PGconn *conn, int limit)
 {
-	char lbuf[16];
-	const char *v[] = { lbuf };
 	int r;
 
-	snprintf(lbuf, sizeof(lbuf), "%d", limit);
-	if ((r = run_cmd(conn, "overload", 1, v)) > 0)
+	if ((r = run_limit(conn, "overload", limit)) > 0)
 		log_info("failed %d request%s not claimed within their "
 		         "max_queue_wait",
 		    r, r == 1 ? "" : "s");

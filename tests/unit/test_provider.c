@@ -33,12 +33,12 @@
 #include "provider.h"
 #include "util.h"
 
+#include "fixture.h"
 #include "tap.h"
 
 /* What the server's delay saturates at: 2^31 s. */
 #define DELAY_MAX_MS (INT64_C(2147483648) * 1000)
 
-static char *fixdir;
 
 static const struct cfg_provider ollama = {
 	.name = "local",
@@ -53,35 +53,6 @@ static const struct cfg_provider openai = {
 	.max_response = 1 << 20,
 };
 
-static char *
-fixture(const char *name, size_t *len)
-{
-	char *path, *buf = NULL;
-	size_t cap = 0, n;
-	FILE *f;
-
-	path = xasprintf("%s/%s", fixdir, name);
-	if ((f = fopen(path, "r")) == NULL) {
-		printf("Bail out! could not open \"%s\": %s\n", path,
-		    strerror(errno));
-		exit(1);
-	}
-	*len = 0;
-	do {
-		if (*len + 4096 + 1 > cap)
-			buf = xrealloc(buf, cap = *len + 8192);
-		n = fread(buf + *len, 1, cap - *len - 1, f);
-		*len += n;
-	} while (n > 0);
-	if (ferror(f)) {
-		printf("Bail out! could not read \"%s\"\n", path);
-		exit(1);
-	}
-	buf[*len] = '\0';
-	fclose(f);
-	free(path);
-	return buf;
-}
 
 static struct call *
 new_call(const struct cfg_provider *p)
@@ -1154,15 +1125,7 @@ test_headers(void)
 int
 main(int argc, char **argv)
 {
-	const char *src = getenv("LLMQ_SRCDIR");
-
-	if (src == NULL || src[0] == '\0') {
-		printf(
-		    "Bail out! LLMQ_SRCDIR is not set: run through tests/run "
-		    "or set it to the source tree\n");
-		return 1;
-	}
-	fixdir = xasprintf("%s/tests/fixtures", src);
+	fixture_init();
 	test_replies();
 	test_http_errors();
 	test_transfer();

@@ -29,39 +29,10 @@
 #include "stream.h"
 #include "util.h"
 
+#include "fixture.h"
 #include "tap.h"
 
-static char *fixdir;
 
-static char *
-fixture(const char *name, size_t *len)
-{
-	char *path, *buf = NULL;
-	size_t cap = 0, n;
-	FILE *f;
-
-	path = xasprintf("%s/%s", fixdir, name);
-	if ((f = fopen(path, "r")) == NULL) {
-		printf("Bail out! could not open \"%s\": %s\n", path,
-		    strerror(errno));
-		exit(1);
-	}
-	*len = 0;
-	do {
-		if (*len + 4096 + 1 > cap)
-			buf = xrealloc(buf, cap = *len + 8192);
-		n = fread(buf + *len, 1, cap - *len - 1, f);
-		*len += n;
-	} while (n > 0);
-	if (ferror(f)) {
-		printf("Bail out! could not read \"%s\"\n", path);
-		exit(1);
-	}
-	buf[*len] = '\0';
-	fclose(f);
-	free(path);
-	return buf;
-}
 
 /* The caller's side: one body that grows as the transfer delivers it. */
 struct body {
@@ -789,18 +760,11 @@ test_estimate(void)
 int
 main(int argc, char **argv)
 {
-	const char *src = getenv("LLMQ_SRCDIR");
 	size_t i;
 
 	(void)argc;
 	(void)argv;
-	if (src == NULL || src[0] == '\0') {
-		printf(
-		    "Bail out! LLMQ_SRCDIR is not set: run through tests/run "
-		    "or set it to the source tree\n");
-		return 1;
-	}
-	fixdir = xasprintf("%s/tests/fixtures", src);
+	fixture_init();
 	for (i = 0; i < nitems(fixtures); i++)
 		test_fixture(&fixtures[i]);
 	test_utf8_split();
