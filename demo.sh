@@ -4,7 +4,8 @@
 # Installs what is missing, builds, starts a private PostgreSQL and an LLM
 # (a real Ollama if one answers on 127.0.0.1:11434, else llmq's stand-in,
 # tests/mockllm, with a little latency), starts llmqd on them, submits a
-# planner request (an outline) and executor requests (its modules), and
+# planner request (an outline, streamed and printed as it comes) and
+# executor requests (its modules, then one again, from the cache), and
 # prints results, timings and a summary.  Everything it started is
 # stopped when it ends, however it ends.
 set -e
@@ -37,6 +38,8 @@ if [ -n "$ollama_model" ]; then
 else
 	echo "== no Ollama on 127.0.0.1:11434: using the LLM stand-in (150-450 ms per call)"
 	mock_start -d 150 -j 300
+	# A streamed reply comes in 12 pieces 80 ms apart, as a model writes.
+	curl -s -d '{"gap_ms": 80, "pieces": 12}' "$MOCK_URL/_mock/config" >/dev/null
 	small="qwen2:1.5b" big="qwen3:8b"
 fi
 
@@ -56,8 +59,10 @@ roles:
   planner:
     concurrency: 2
     model: "$big"
+    stream: true
   executor:
     concurrency: 5
+    cache: 10m
     model:
       simple: "$small"
       medium: "$small"
@@ -77,10 +82,10 @@ echo "   master $LLMQD_PID: $(ps -o args= -p "$LLMQD_PID")"
 
 ctl() { "$LLMQCTL" -c "$TEST_DIR/llmq.yaml" "$@"; }
 
-echo "== the planner drafts an outline"
+echo "== the planner drafts an outline, streamed: wait --follow prints it as it comes"
 plan=$(ctl submit -r planner -s "You are a software architect. Be brief." \
 	-m "Outline a command-line todo application in C: name three modules, one line each.")
-ctl wait --timeout 300s "$plan" | sed 's/^/   /'
+ctl wait --follow --timeout 300s "$plan" | sed 's/^/   /'
 
 echo "== the executors write the modules, in parallel"
 ids=
@@ -93,10 +98,20 @@ done
 # shellcheck disable=SC2086
 ctl wait --timeout 300s $ids | sed 's/^/   /'
 
+echo "== the same storage.c request again: the executor role caches, so the"
+echo "   INSERT itself answers it (cache_hit), without calling the model"
+again=$(ctl submit -r executor --complexity simple \
+	-m "Write storage.c: load and save the todo list as a text file")
+ctl wait --timeout 10s "$again" >/dev/null
+psql -X -q -d "$DBCONN" -P footer=off -c "SELECT id, status, cache_hit, model_used,
+       round(extract(epoch FROM finished_at - created_at) * 1000, 1) AS total_ms
+  FROM llmq.requests WHERE id = $again"
+
 echo "== requests and their timings (ms)"
 psql -X -q -d "$DBCONN" -P footer=off <<'SQL'
 SELECT id, role, status, model_used AS model, attempts,
        round(extract(epoch FROM claimed_at - created_at) * 1000, 1) AS queue_ms,
+       round(extract(epoch FROM first_token_at - claimed_at) * 1000, 1) AS first_token_ms,
        round(extract(epoch FROM finished_at - claimed_at) * 1000, 1) AS model_ms,
        round(extract(epoch FROM finished_at - created_at) * 1000, 1) AS total_ms,
        prompt_tokens AS p_tok, completion_tokens AS c_tok
