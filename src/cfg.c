@@ -718,6 +718,8 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 		{ "api_key_file", NULL, NULL },
 		{ "api_key_env", NULL, NULL },
 		{ "cooldown", NULL, NULL },
+		{ "response_format", NULL, NULL },
+		{ "strict_schema", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
 	struct key cd[] = { { "failures", NULL, NULL },
@@ -781,6 +783,29 @@ load_provider(struct loader *ld, struct cfg_provider *p, yaml_node_t *map)
 	        &p->connect_timeout_ms) == -1 ||
 	    opt_int(ld, keys, "concurrency", 0, CONC_MAX, &p->concurrency) ==
 	        -1)
+		return -1;
+	if ((k = key_get(keys, "response_format"))->key != NULL) {
+		old = path_push(ld, k->name);
+		if (get_text(ld, k->val, "a string", &v) == -1)
+			return -1;
+		if (strcmp(v, "schema") == 0)
+			p->response_format = RESP_SCHEMA;
+		else if (strcmp(v, "json") == 0)
+			p->response_format = RESP_JSON;
+		else if (strcmp(v, "none") == 0)
+			p->response_format = RESP_NONE;
+		else {
+			s = shown(k->val);
+			fail(ld, k->val,
+			    "unknown response_format \"%s\" (expected schema, "
+			    "json or none)",
+			    s);
+			free(s);
+			return -1;
+		}
+		path_pop(ld, old);
+	}
+	if (opt_bool(ld, keys, "strict_schema", &p->strict_schema) == -1)
 		return -1;
 	if ((k = key_get(keys, "cooldown"))->key != NULL) {
 		old = path_push(ld, k->name);
@@ -1117,6 +1142,7 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 		{ "allow_models", NULL, NULL },
 		{ "stream", NULL, NULL },
 		{ "cache", NULL, NULL },
+		{ "max_reasks", NULL, NULL },
 		{ NULL, NULL, NULL },
 	};
 	struct key bo[] = { { "base", NULL, NULL }, { "cap", NULL, NULL },
@@ -1151,7 +1177,8 @@ load_role(struct loader *ld, struct cfg_role *r, yaml_node_t *map)
 	    opt_dur(ld, keys, "max_queue_wait", 1, MAX_QUEUE_WAIT,
 	        &r->max_queue_wait_ms) == -1)
 		return -1;
-	if (opt_bool(ld, keys, "stream", &r->stream) == -1)
+	if (opt_bool(ld, keys, "stream", &r->stream) == -1 ||
+	    opt_int(ld, keys, "max_reasks", 0, 10, &r->max_reasks) == -1)
 		return -1;
 	if ((k = key_get(keys, "cache"))->key != NULL) {
 		old = path_push(ld, k->name);
@@ -1230,6 +1257,7 @@ load_roles(struct loader *ld, yaml_node_t *map)
 		for (j = 0; j < CX_COUNT; j++)
 			r->by_complexity[j] = -1;
 		r->max_attempts = 3;
+		r->max_reasks = 1;
 		r->backoff_base_ms = SEC;
 		r->backoff_cap_ms = 60 * SEC;
 		if (map_name(ld, map, i, &name) == -1)

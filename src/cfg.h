@@ -30,6 +30,13 @@ enum err_kind {
 	ERR_COUNT
 };
 
+/* How a request's response_schema reaches a provider. */
+enum resp_format {
+	RESP_SCHEMA, /* natively: Ollama format, OpenAI json_schema */
+	RESP_JSON,   /* JSON mode only: format "json", json_object */
+	RESP_NONE    /* not at all (the reply is still checked) */
+};
+
 struct cfg_provider {
 	char *name;
 	enum prov_kind kind;
@@ -41,6 +48,8 @@ struct cfg_provider {
 	int cool_failures;          /* failures in a row that cool it down */
 	int64_t cool_window_ms;     /* ... within this long; default 10s */
 	int64_t cool_ms;            /* for this long; default 10s */
+	enum resp_format response_format; /* how a response_schema goes */
+	int strict_schema;                /* OpenAI's "strict"; default 0 */
 	char *api_key; /* from api_key_file / api_key_env; secret */
 };
 
@@ -67,6 +76,7 @@ struct cfg_role {
 	int64_t backoff_base_ms;   /* first retry delay; default 1s */
 	int64_t backoff_cap_ms;    /* longest, Retry-After too; 60s */
 	int stream;                /* stream replies by default */
+	int max_reasks;            /* re-asks on a bad reply; default 1 */
 	int64_t cache_ttl_ms;      /* cache replies by default; 0: no */
 };
 

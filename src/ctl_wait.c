@@ -245,12 +245,18 @@ wait_run(PGconn *conn, struct wait_item *items, size_t n, int64_t timeout_ms)
 	return failed ? 1 : timedout ? EXIT_TIMEOUT : 0;
 }
 
-/* The text of one request as followed. */
+/*
+ * The text of one request as followed.  A call is known by its attempt
+ * and its round (re-asks within an attempt), ordered as CALL() orders
+ * them: a later call's text starts over.
+ */
+#define CALL(attempt, round) ((int64_t)(attempt) * 1000 + (round))
+
 struct follow {
 	int64_t id;
-	int attempt;  /* the attempt being printed; 0 before any */
+	int64_t call; /* CALL() of the call being printed; 0 before any */
 	int next_seq; /* the piece printed next */
-	char *text;   /* what was printed of this attempt */
+	char *text;   /* what was printed of this call */
 	size_t len, cap;
 };
 
@@ -268,17 +274,22 @@ follow_print(struct follow *f, const char *s, size_t len)
 	fflush(stdout);
 }
 
-/* A later attempt: its text starts over. */
+/* A later call (a retry, a re-ask): its text starts over. */
 static void
-follow_attempt(struct follow *f, int attempt)
+follow_call(struct follow *f, int attempt, int round)
 {
 	if (f->len > 0) {
 		putchar('\n');
 		fflush(stdout);
-		ctl_errx("request %" PRId64 ": attempt %d starts over",
-		    f->id, attempt);
+		if (round > 0)
+			ctl_errx("request %" PRId64 ": attempt %d, asked "
+			         "again (%d), starts over",
+			    f->id, attempt, round);
+		else
+			ctl_errx("request %" PRId64 ": attempt %d starts over",
+			    f->id, attempt);
 	}
-	f->attempt = attempt;
+	f->call = CALL(attempt, round);
 	f->next_seq = 1;
 	f->len = 0;
 }
@@ -291,22 +302,27 @@ static int
 follow_catch_up(PGconn *conn, struct follow *f)
 {
 	const char *params[3];
-	char ibuf[24], abuf[16], sbuf[16];
+	char ibuf[24], cbuf[24], sbuf[16];
 	PGresult *res;
-	int i, n, attempt, seq;
+	int i, n, attempt, round, seq;
 
 	snprintf(ibuf, sizeof(ibuf), "%" PRId64, f->id);
-	snprintf(abuf, sizeof(abuf), "%d", f->attempt);
+	snprintf(cbuf, sizeof(cbuf), "%" PRId64, f->call);
 	snprintf(sbuf, sizeof(sbuf), "%d", f->next_seq);
 	params[0] = ibuf;
-	params[1] = abuf;
+	params[1] = cbuf;
 	params[2] = sbuf;
+	/* The latest call's pieces, from the next one not printed. */
 	res = PQexecParams(conn,
-	    "SELECT attempt, seq, delta FROM llmq.partials p"
-	    " WHERE request_id = $1 AND attempt >= $2"
-	    "   AND attempt = (SELECT max(attempt) FROM llmq.partials"
-	    "                   WHERE request_id = $1)"
-	    "   AND (attempt > $2 OR seq >= $3)"
+	    "SELECT attempt, round, seq, delta FROM llmq.partials p"
+	    " WHERE request_id = $1"
+	    "   AND (attempt, round) = (SELECT attempt, round"
+	    "                            FROM llmq.partials"
+	    "                           WHERE request_id = $1"
+	    "                           ORDER BY attempt DESC, round DESC"
+	    "                           LIMIT 1)"
+	    "   AND attempt::bigint * 1000 + round >= $2"
+	    "   AND (attempt::bigint * 1000 + round > $2 OR seq >= $3)"
 	    " ORDER BY seq",
 	    3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -317,13 +333,14 @@ follow_catch_up(PGconn *conn, struct follow *f)
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		attempt = atoi(PQgetvalue(res, i, 0));
-		seq = atoi(PQgetvalue(res, i, 1));
-		if (attempt > f->attempt)
-			follow_attempt(f, attempt);
+		round = atoi(PQgetvalue(res, i, 1));
+		seq = atoi(PQgetvalue(res, i, 2));
+		if (CALL(attempt, round) > f->call)
+			follow_call(f, attempt, round);
 		if (seq != f->next_seq)
 			break; /* not there yet: a later look finds it */
-		follow_print(f, PQgetvalue(res, i, 2),
-		    (size_t)PQgetlength(res, i, 2));
+		follow_print(f, PQgetvalue(res, i, 3),
+		    (size_t)PQgetlength(res, i, 3));
 		f->next_seq++;
 	}
 	PQclear(res);
@@ -338,20 +355,25 @@ static int
 follow_piece(struct follow *f, const char *payload)
 {
 	json_object *o, *v;
-	int attempt, seq, again = 0;
+	int attempt, round, seq, again = 0;
+	int64_t call;
 
 	if ((o = json_tokener_parse(payload)) == NULL)
 		return 1;
 	attempt = json_object_object_get_ex(o, "attempt", &v) ?
 	    json_object_get_int(v) :
 	    0;
+	round = json_object_object_get_ex(o, "round", &v) ?
+	    json_object_get_int(v) :
+	    0;
 	seq = json_object_object_get_ex(o, "seq", &v) ? json_object_get_int(v) :
 	                                                0;
-	if (attempt < f->attempt || (attempt == f->attempt && seq < f->next_seq))
+	call = CALL(attempt, round);
+	if (call < f->call || (call == f->call && seq < f->next_seq))
 		; /* printed already */
 	else {
-		if (attempt > f->attempt)
-			follow_attempt(f, attempt);
+		if (call > f->call)
+			follow_call(f, attempt, round);
 		if (seq == f->next_seq &&
 		    json_object_object_get_ex(o, "delta", &v) &&
 		    json_object_is_type(v, json_type_string)) {

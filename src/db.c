@@ -78,7 +78,9 @@ static const struct {
 	    "       completion_tokens integer, estimated boolean,"
 	    "       first_us bigint, finished_us bigint, started_us bigint,"
 	    "       byte_us bigint, delay_ms bigint, provider text,"
-	    "       retry boolean, fallback text)),"
+	    "       retry boolean, fallback text, round integer,"
+	    "       call_prompt integer, call_completion integer,"
+	    "       parsed jsonb, verrors jsonb)),"
 	    " u AS (UPDATE llmq.requests r"
 	    "   SET status = v.status, response = v.response,"
 	    "       error_kind = v.error_kind, error_message = v.error_message,"
@@ -95,14 +97,19 @@ static const struct {
 	    "           ELSE r.run_after END,"
 	    "       model = coalesce(v.fallback, r.model),"
 	    "       fallback_used = r.fallback_used OR v.fallback IS NOT NULL,"
+	    "       parsed_response = v.parsed,"
+	    "       validation_errors = v.verrors,"
+	    "       reasks = coalesce(v.round, 0),"
 	    "       locked_by = NULL, lease_until = NULL"
 	    "  FROM v"
-	    " WHERE r.id = v.id AND r.status = 'processing'"
+	    /* A round that was asked again is a call, not a result. */
+	    " WHERE v.status <> 'round'"
+	    "   AND r.id = v.id AND r.status = 'processing'"
 	    "   AND r.locked_by = $2 AND r.attempts = v.attempt"
 	    " RETURNING r.id, r.status, r.cache_key, r.cache_ttl_ms,"
 	    "           r.fallback_used, r.model_used, r.response,"
 	    "           r.prompt_tokens, r.completion_tokens,"
-	    "           r.tokens_estimated,"
+	    "           r.tokens_estimated, r.parsed_response,"
 	    /* The key names this request, and the model that answered. */
 	    "           CASE WHEN r.cache_key IS NOT NULL"
 	    "                 AND r.status = 'completed'"
@@ -112,15 +119,16 @@ static const struct {
 	    " a AS (INSERT INTO llmq.attempts (request_id, attempt, model,"
 	    "       provider, started_at, first_byte_at, first_token_at,"
 	    "       finished_at, http_status, error_kind, error_message, retry,"
-	    "       prompt_tokens, completion_tokens, tokens_estimated)"
+	    "       prompt_tokens, completion_tokens, tokens_estimated, round)"
 	    "  SELECT v.id, v.attempt, v.model_used, v.provider,"
 	    "         to_timestamp(v.started_us / 1e6),"
 	    "         to_timestamp(v.byte_us / 1e6),"
 	    "         to_timestamp(v.first_us / 1e6),"
 	    "         to_timestamp(v.finished_us / 1e6), v.http_status,"
 	    "         v.error_kind, v.error_message, v.retry,"
-	    "         v.prompt_tokens, v.completion_tokens,"
-	    "         coalesce(v.estimated, false)"
+	    "         coalesce(v.call_prompt, v.prompt_tokens),"
+	    "         coalesce(v.call_completion, v.completion_tokens),"
+	    "         coalesce(v.estimated, false), coalesce(v.round, 0)"
 	    "    FROM v JOIN llmq.requests q ON q.id = v.id"
 	    "   WHERE v.provider IS NOT NULL"
 	    /*
@@ -137,10 +145,11 @@ static const struct {
 	     * the row to since its insert, nor under a key someone wrote.
 	     */
 	    " k AS (INSERT INTO llmq.cache (key, model, response,"
-	    "       prompt_tokens, completion_tokens, tokens_estimated,"
-	    "       request_id, expires_at)"
+	    "       parsed_response, prompt_tokens, completion_tokens,"
+	    "       tokens_estimated, request_id, expires_at)"
 	    "  SELECT DISTINCT ON (u.cache_key) u.cache_key, u.model_used,"
-	    "         u.response, u.prompt_tokens, u.completion_tokens,"
+	    "         u.response, u.parsed_response, u.prompt_tokens,"
+	    "         u.completion_tokens,"
 	    "         u.tokens_estimated, u.id,"
 	    "         now() + least(u.cache_ttl_ms, 315360000000)"
 	    "             * interval '1 millisecond'"
@@ -150,6 +159,7 @@ static const struct {
 	    "   ORDER BY u.cache_key, u.id"
 	    "  ON CONFLICT (key) DO UPDATE"
 	    "    SET model = EXCLUDED.model, response = EXCLUDED.response,"
+	    "        parsed_response = EXCLUDED.parsed_response,"
 	    "        prompt_tokens = EXCLUDED.prompt_tokens,"
 	    "        completion_tokens = EXCLUDED.completion_tokens,"
 	    "        tokens_estimated = EXCLUDED.tokens_estimated,"
@@ -258,17 +268,20 @@ static const struct {
 	 */
 	{ "progress",
 	    "WITH v AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(id "
-	    "bigint, attempt integer, seq integer, delta text)),"
-	    " i AS (INSERT INTO llmq.partials (request_id, attempt, seq, delta)"
-	    "  SELECT v.id, v.attempt, v.seq, v.delta"
+	    "bigint, attempt integer, round integer, seq integer,"
+	    "       delta text)),"
+	    " i AS (INSERT INTO llmq.partials (request_id, attempt, round, seq,"
+	    "       delta)"
+	    "  SELECT v.id, v.attempt, v.round, v.seq, v.delta"
 	    "    FROM v JOIN llmq.requests r ON r.id = v.id"
 	    "   WHERE r.status = 'processing' AND r.locked_by = $2"
 	    "     AND r.attempts = v.attempt"
 	    "  ON CONFLICT DO NOTHING"
-	    "  RETURNING request_id, attempt, seq, delta)"
+	    "  RETURNING request_id, attempt, round, seq, delta)"
 	    " SELECT count(pg_notify('llmq_stream_' || i.request_id,"
 	    "    json_build_object('id', i.request_id, 'attempt', i.attempt,"
-	    "        'seq', i.seq, 'delta', CASE WHEN octet_length(i.delta)"
+	    "        'round', i.round, 'seq', i.seq,"
+	    "        'delta', CASE WHEN octet_length(i.delta)"
 	    "            <= 1200 THEN i.delta END)::text))"
 	    "   FROM i" },
 	{ "cache_purge",
@@ -555,9 +568,10 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 		add_int(o, "id", c->id);
 		add_int(o, "attempt", c->attempt);
 		add_str(o, "status",
-		    c->requeue ? "pending" :
-		        c->ok  ? "completed" :
-		                 "failed");
+		    c->round_only ? "round" :
+		        c->requeue ? "pending" :
+		        c->ok      ? "completed" :
+		                     "failed");
 		if (c->requeue)
 			add_int(o, "delay_ms", c->requeue_ms);
 		add_str(o, "fallback", c->fallback);
@@ -567,10 +581,25 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 		if (c->http_status > 0)
 			add_int(o, "http_status", c->http_status);
 		add_str(o, "model_used", c->model_name);
-		if (c->prompt_tokens >= 0)
-			add_int(o, "prompt_tokens", c->prompt_tokens);
-		if (c->completion_tokens >= 0)
-			add_int(o, "completion_tokens", c->completion_tokens);
+		/* The row counts every round; each call its own. */
+		if (c->prompt_tokens >= 0) {
+			add_int(o, "prompt_tokens",
+			    c->prompt_tokens + c->prior_prompt);
+			add_int(o, "call_prompt", c->prompt_tokens);
+		}
+		if (c->completion_tokens >= 0) {
+			add_int(o, "completion_tokens",
+			    c->completion_tokens + c->prior_completion);
+			add_int(o, "call_completion", c->completion_tokens);
+		}
+		if (c->round > 0)
+			add_int(o, "round", c->round);
+		if (c->parsed != NULL)
+			json_object_object_add(
+			    o, "parsed", json_object_get(c->parsed));
+		if (c->verrors != NULL)
+			json_object_object_add(
+			    o, "verrors", json_object_get(c->verrors));
 		if (c->tokens_estimated)
 			json_object_object_add(
 			    o, "estimated", json_object_new_boolean(1));
@@ -587,8 +616,8 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 			add_int(o, "started_us", c->started_us);
 			if (c->first_byte_us > 0)
 				add_int(o, "byte_us", c->first_byte_us);
-			json_object_object_add(
-			    o, "retry", json_object_new_boolean(c->requeue));
+			json_object_object_add(o, "retry",
+			    json_object_new_boolean(c->requeue || c->round_only));
 		}
 		json_object_array_add(arr, o);
 	}
@@ -627,6 +656,7 @@ db_progress(PGconn *conn, const char *me, struct call *list, int64_t now)
 		o = json_object_new_object();
 		add_int(o, "id", c->id);
 		add_int(o, "attempt", c->attempt);
+		add_int(o, "round", c->round);
 		add_int(o, "seq", c->pieces + 1);
 		json_object_object_add(o, "delta",
 		    json_object_new_string_len(c->st.text + c->published,

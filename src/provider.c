@@ -174,11 +174,50 @@ parse_json(const char *s, size_t len, char *err, size_t errlen)
  * insert) rather than parsed and printed again: they are the bulk of
  * the body, and this is on every request's path.
  */
-static char *
-build_body(enum prov_kind kind, const char *model, const char *messages,
-    json_object *opts, int stream)
+/*
+ * A request's response_schema, as p takes it (providers.P.
+ * response_format): Ollama's "format" is the schema itself, or "json";
+ * OpenAI's "response_format" names the schema, or asks for any JSON
+ * object.
+ */
+static void
+add_format(json_object *body, const struct cfg_provider *p, json_object *schema)
 {
-	json_object *body, *params = NULL, *dst;
+	json_object *rf, *js;
+
+	if (p->response_format == RESP_NONE)
+		return;
+	if (p->kind == PROV_OLLAMA) {
+		json_object_object_add(body, "format",
+		    p->response_format == RESP_SCHEMA ?
+		        json_object_get(schema) :
+		        json_object_new_string("json"));
+		return;
+	}
+	rf = json_object_new_object();
+	if (p->response_format == RESP_JSON)
+		json_object_object_add(
+		    rf, "type", json_object_new_string("json_object"));
+	else {
+		json_object_object_add(
+		    rf, "type", json_object_new_string("json_schema"));
+		js = json_object_new_object();
+		json_object_object_add(
+		    js, "name", json_object_new_string("response"));
+		json_object_object_add(js, "schema", json_object_get(schema));
+		json_object_object_add(js, "strict",
+		    json_object_new_boolean(p->strict_schema));
+		json_object_object_add(rf, "json_schema", js);
+	}
+	json_object_object_add(body, "response_format", rf);
+}
+
+static char *
+build_body(const struct cfg_provider *p, const char *model,
+    const char *messages, json_object *opts, int stream)
+{
+	enum prov_kind kind = p->kind;
+	json_object *body, *params = NULL, *dst, *v;
 	const char *rest;
 	char *out;
 
@@ -214,10 +253,20 @@ build_body(enum prov_kind kind, const char *model, const char *messages,
 			json_object_object_add(dst, k, json_object_get(val));
 		}
 	}
+	/* After the params: these options win over the same keys there. */
+	if (opts != NULL &&
+	    json_object_object_get_ex(opts, "response_schema", &v) &&
+	    (json_object_is_type(v, json_type_object) ||
+	        json_object_is_type(v, json_type_boolean)))
+		add_format(body, p, v);
+	/* OpenAI's function definitions; Ollama takes the same. */
+	if (opts != NULL && json_object_object_get_ex(opts, "tools", &v) &&
+	    json_object_is_type(v, json_type_array))
+		json_object_object_add(body, "tools", json_object_get(v));
 	/* "{...}": splice the messages in after the opening brace. */
 	rest = json_object_to_json_string_ext(
 	    body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	out = xasprintf("{\"messages\":%s,%s", messages, rest + 1);
+	out = xasprintf("{\"" BODY_MESSAGES "\":%s,%s", messages, rest + 1);
 	json_object_put(body);
 	return out;
 }
@@ -240,7 +289,9 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	/* Most requests carry neither: parse only when they may. */
 	if (options != NULL &&
 	    (strstr(options, "\"params\"") != NULL ||
-	        strstr(options, "\"stream\"") != NULL) &&
+	        strstr(options, "\"stream\"") != NULL ||
+	        strstr(options, "\"response_schema\"") != NULL ||
+	        strstr(options, "\"tools\"") != NULL) &&
 	    (opts = parse_json(options, strlen(options), err, errlen)) == NULL)
 		return NULL;
 	/* The insert trigger let only a boolean in. */
@@ -262,7 +313,16 @@ provider_call_new(const struct cfg *cfg, int model, int64_t id, int attempt,
 	if ((c->stream = stream) != 0)
 		stream_init(&c->st,
 		    p->kind == PROV_OLLAMA ? STREAM_NDJSON : STREAM_SSE);
-	c->body = build_body(p->kind, m->name, messages, opts, stream);
+	c->body = build_body(p, m->name, messages, opts, stream);
+	c->timeout_ms = timeout_ms;
+	/* What the reply is checked against, and a re-ask needs. */
+	if (opts != NULL &&
+	    json_object_object_get_ex(opts, "response_schema", &v))
+		c->schema = json_object_get(v);
+	if (opts != NULL && json_object_object_get_ex(opts, "tools", &v) &&
+	    json_object_is_type(v, json_type_array))
+		c->tools = json_object_get(v);
+	c->options = xstrdup(options != NULL ? options : "{}");
 	json_object_put(opts);
 
 	if ((c->easy = curl_easy_init()) == NULL)
@@ -896,7 +956,7 @@ copy_text(json_object *s)
 static void
 parse_reply(struct call *c, json_object *o)
 {
-	json_object *msg = NULL, *content = NULL, *choices, *first, *usage;
+	json_object *msg = NULL, *content = NULL, *choices, *first, *usage, *v;
 	struct prov_error pe;
 	const char *refusal;
 
@@ -928,6 +988,17 @@ parse_reply(struct call *c, json_object *o)
 			c->completion_tokens =
 			    get_count(usage, "completion_tokens", 0);
 		}
+	}
+	if (msg != NULL && json_object_object_get_ex(msg, "tool_calls", &v))
+		stream_tool_calls(&c->tool_calls, v);
+	/* A reply of tool calls may have no content: "" then. */
+	if (c->tool_calls != NULL &&
+	    (!json_object_object_get_ex(msg, "content", &content) ||
+	        !json_object_is_type(content, json_type_string))) {
+		c->ok = 1;
+		c->retry = 0;
+		c->text = xstrdup("");
+		return;
 	}
 	if (msg == NULL ||
 	    !json_object_object_get_ex(msg, "content", &content) ||
@@ -1043,7 +1114,9 @@ provider_classify_stream(
 		fail(c, "http_error", 0, "model refused: %s", s->refusal);
 		return;
 	}
-	if (s->text == NULL) {
+	c->tool_calls = s->tool_calls;
+	s->tool_calls = NULL;
+	if (s->text == NULL && c->tool_calls == NULL) {
 		fail(c, "http_error", 0, "provider reply has no message content");
 		return;
 	}
@@ -1124,6 +1197,12 @@ provider_call_free(struct call *c)
 	free(c->resp);
 	free(c->error_message);
 	free(c->text);
+	json_object_put(c->tool_calls);
+	json_object_put(c->schema);
+	json_object_put(c->tools);
+	free(c->options);
+	json_object_put(c->parsed);
+	json_object_put(c->verrors);
 	if (c->stream)
 		stream_free(&c->st);
 	free(c);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include <curl/curl.h>
+#include <json.h>
 
 #include "cfg.h"
 #include "stream.h"
@@ -82,8 +83,31 @@ struct call {
 	int prompt_tokens; /* -1 when unknown */
 	int completion_tokens;
 	int tokens_estimated; /* a stream said nothing: counted from text */
+	json_object *tool_calls; /* of the reply, or NULL: stream.h's shape */
+
+	/*
+	 * Structured output (src/structured.c): the request's schema and
+	 * tools, and what a re-ask needs to send the conversation again.
+	 */
+	json_object *schema;  /* response_schema, or NULL */
+	json_object *tools;   /* tools, or NULL */
+	char *options;        /* the request's */
+	int64_t timeout_ms;   /* of each round */
+	int round;            /* 0, then 1 for the first re-ask, ... */
+	int round_only;       /* the owner's: a round, not the result */
+	int prior_prompt;     /* tokens of the earlier rounds */
+	int prior_completion;
+	json_object *parsed;  /* for parsed_response, or NULL */
+	json_object *verrors; /* validation_errors, or NULL */
 	int64_t finished_us;
 };
+
+/*
+ * The body of a call begins with its messages, prompt_bytes of them,
+ * as given: provider_call_messages() finds them there.
+ */
+#define BODY_MESSAGES "messages"
+#define provider_call_messages(c) ((c)->body + sizeof(BODY_MESSAGES) + 3)
 
 /*
  * Build a call of model m (of cfg) for request id/attempt with the

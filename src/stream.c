@@ -52,6 +52,8 @@ stream_free(struct stream *st)
 	free(st->data);
 	free(st->text);
 	json_object_put(st->error);
+	json_object_put(st->tool_calls);
+	st->tool_calls = NULL;
 	if (st->tok != NULL)
 		json_tokener_free(st->tok);
 	st->data = st->text = NULL;
@@ -309,7 +311,7 @@ take_counts(struct stream *st, json_object *o, const char *prompt,
 static size_t
 ndjson_record(struct stream *st, json_object *o)
 {
-	json_object *msg, *v;
+	json_object *msg = NULL, *v;
 	size_t added = 0;
 
 	if (is_error(o)) {
@@ -321,6 +323,10 @@ ndjson_record(struct stream *st, json_object *o)
 	    json_object_object_get_ex(msg, "content", &v) &&
 	    json_object_is_type(v, json_type_string))
 		added = add_text(st, v);
+	/* Ollama sends each tool call whole, in one chunk. */
+	if (msg != NULL && json_object_is_type(msg, json_type_object) &&
+	    json_object_object_get_ex(msg, "tool_calls", &v))
+		stream_tool_calls(&st->tool_calls, v);
 	if (json_object_object_get_ex(o, "done", &v) &&
 	    json_object_is_type(v, json_type_boolean) &&
 	    json_object_get_boolean(v))
@@ -342,6 +348,106 @@ ndjson_record(struct stream *st, json_object *o)
  * of 0 is a count.  Only choice 0's text is the reply: llmq never asks
  * for n > 1.
  */
+/*
+ * Tool calls, in one shape for both dialects: {"id": ID or null,
+ * "name": NAME, "arguments": ARGS}, ARGS as the provider gave them (a
+ * JSON value from Ollama, the text of one from OpenAI).
+ */
+static json_object *
+tool_call_new(json_object *id, json_object *name, json_object *args)
+{
+	json_object *t = json_object_new_object();
+
+	json_object_object_add(t, "id",
+	    id != NULL && json_object_is_type(id, json_type_string) ?
+	        json_object_get(id) :
+	        NULL);
+	json_object_object_add(t, "name",
+	    name != NULL && json_object_is_type(name, json_type_string) ?
+	        json_object_get(name) :
+	        json_object_new_string(""));
+	json_object_object_add(t, "arguments",
+	    args != NULL ? json_object_get(args) : json_object_new_string(""));
+	return t;
+}
+
+void
+stream_tool_calls(json_object **calls, json_object *tc)
+{
+	json_object *c, *f, *id, *name, *args;
+	size_t i, n;
+
+	if (tc == NULL || !json_object_is_type(tc, json_type_array))
+		return;
+	n = json_object_array_length(tc);
+	for (i = 0; i < n; i++) {
+		c = json_object_array_get_idx(tc, i);
+		if (!json_object_is_type(c, json_type_object) ||
+		    !json_object_object_get_ex(c, "function", &f) ||
+		    !json_object_is_type(f, json_type_object))
+			continue;
+		id = name = args = NULL;
+		json_object_object_get_ex(c, "id", &id);
+		json_object_object_get_ex(f, "name", &name);
+		json_object_object_get_ex(f, "arguments", &args);
+		if (*calls == NULL)
+			*calls = json_object_new_array();
+		json_object_array_add(*calls, tool_call_new(id, name, args));
+	}
+}
+
+/*
+ * OpenAI streams a tool call in pieces: the first delta of an index
+ * names it, the next ones carry pieces of its arguments' text.
+ */
+static void
+tool_call_pieces(struct stream *st, json_object *tc)
+{
+	json_object *c, *f, *v, *t, *old;
+	size_t i, n;
+	int index;
+	char *joined;
+
+	if (!json_object_is_type(tc, json_type_array))
+		return;
+	n = json_object_array_length(tc);
+	for (i = 0; i < n; i++) {
+		c = json_object_array_get_idx(tc, i);
+		if (!json_object_is_type(c, json_type_object))
+			continue;
+		index = json_object_object_get_ex(c, "index", &v) &&
+		        json_object_is_type(v, json_type_int) ?
+		    json_object_get_int(v) :
+		    0;
+		if (index < 0 || index > 127)
+			continue;
+		if (st->tool_calls == NULL)
+			st->tool_calls = json_object_new_array();
+		while ((int)json_object_array_length(st->tool_calls) <= index)
+			json_object_array_add(st->tool_calls,
+			    tool_call_new(NULL, NULL, NULL));
+		t = json_object_array_get_idx(st->tool_calls, (size_t)index);
+		if (json_object_object_get_ex(c, "id", &v) &&
+		    json_object_is_type(v, json_type_string))
+			json_object_object_add(t, "id", json_object_get(v));
+		if (!json_object_object_get_ex(c, "function", &f) ||
+		    !json_object_is_type(f, json_type_object))
+			continue;
+		if (json_object_object_get_ex(f, "name", &v) &&
+		    json_object_is_type(v, json_type_string))
+			json_object_object_add(t, "name", json_object_get(v));
+		if (json_object_object_get_ex(f, "arguments", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    json_object_object_get_ex(t, "arguments", &old)) {
+			joined = xasprintf("%s%s", json_object_get_string(old),
+			    json_object_get_string(v));
+			json_object_object_add(
+			    t, "arguments", json_object_new_string(joined));
+			free(joined);
+		}
+	}
+}
+
 /* Keep the start of a refusal, for the message of the failure. */
 static void
 add_refusal(struct stream *st, json_object *v)
@@ -385,6 +491,9 @@ sse_record(struct stream *st, json_object *o)
 			    json_object_object_get_ex(delta, "content", &v) &&
 			    json_object_is_type(v, json_type_string))
 				added += add_text(st, v);
+			if (index == 0 && delta != NULL &&
+			    json_object_object_get_ex(delta, "tool_calls", &v))
+				tool_call_pieces(st, v);
 			/* OpenAI's refusal comes in pieces too. */
 			if (index == 0 && delta != NULL &&
 			    json_object_object_get_ex(delta, "refusal", &v) &&

@@ -62,6 +62,12 @@ struct stream {
 	 * NUL in it cuts it short, which is harmless in a message.
 	 */
 	char refusal[256];
+	/*
+	 * The tool calls of the reply, owned, or NULL: an array of
+	 * {"id", "name", "arguments"}, the arguments as the provider gave
+	 * them (see stream_tool_calls()).
+	 */
+	json_object *tool_calls;
 	struct json_tokener *tok; /* reused for every record */
 };
 
@@ -78,6 +84,15 @@ size_t stream_feed(struct stream *st, const char *buf, size_t len);
  */
 size_t stream_end(struct stream *st, const char *buf, size_t len);
 void stream_free(struct stream *st);
+
+/*
+ * Append to *calls (a new array when NULL) the tool calls of a whole
+ * message, OpenAI's or Ollama's "tool_calls", as {"id": ID or null,
+ * "name": NAME, "arguments": ARGS}: ARGS a JSON value from Ollama, the
+ * text of one (a string) from OpenAI.  Entries without a "function"
+ * object are skipped.
+ */
+void stream_tool_calls(json_object **calls, json_object *tool_calls);
 
 /*
  * An estimate of the tokens in len bytes of text, for a provider that

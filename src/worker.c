@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <json.h>
 
 #include "cfg.h"
 #include "db.h"
@@ -44,6 +45,7 @@
 #include "backoff.h"
 #include "provider.h"
 #include "shm.h"
+#include "structured.h"
 #include "util.h"
 #include "worker.h"
 
@@ -325,7 +327,8 @@ start_call(struct worker *w, const struct claimed *r, int g)
 	    w->cfg->providers[w->cfg->models[m].provider].timeout_ms;
 	c = provider_call_new(w->cfg, m, r->id, r->attempt, r->messages,
 	    r->options, w->role->stream, timeout, err, sizeof(err));
-	if (c == NULL) {
+	if (c == NULL || structured_usable(c, err, sizeof(err)) == -1) {
+		provider_call_free(c);
 		fail_now(w, r, "bad_request", err);
 		shm_release(&w->groups[g].need, 1, 0);
 		return;
@@ -497,6 +500,67 @@ provider_health(struct worker *w, const struct call *c)
 		    p->name, (long long)p->cool_ms, p->cool_failures);
 }
 
+/* The re-asks a call's request may make: its option, else the role's. */
+static int
+max_reasks(const struct worker *w, const struct call *c)
+{
+	json_object *o, *v;
+	int n = w->role->max_reasks;
+
+	if (c->options == NULL || strstr(c->options, "\"max_reasks\"") == NULL)
+		return n;
+	if ((o = json_tokener_parse(c->options)) != NULL &&
+	    json_object_object_get_ex(o, "max_reasks", &v) &&
+	    json_object_is_type(v, json_type_int))
+		n = json_object_get_int(v);
+	json_object_put(o);
+	return n;
+}
+
+/*
+ * A reply that failed its check (parse_error, validation_error): ask
+ * again in the same attempt and slot, with the conversation, the reply
+ * and what was wrong with it.  Returns 0 when the next round is under
+ * way (c is then a round, to be recorded only), -1 when c stands.
+ */
+static int
+reask(struct worker *w, struct call *c)
+{
+	struct call *n;
+	char err[256], *msgs;
+	int max = max_reasks(w, c);
+
+	if (w->stopping || c->round >= max ||
+	    (msgs = structured_reask(c)) == NULL)
+		return -1;
+	n = provider_call_new(w->cfg, c->model, c->id, c->attempt, msgs,
+	    c->options, c->stream, c->timeout_ms, err, sizeof(err));
+	free(msgs);
+	if (n == NULL)
+		return -1;
+	if (curl_multi_add_handle(w->multi, n->easy) != CURLM_OK) {
+		provider_call_free(n);
+		return -1;
+	}
+	n->group = c->group;
+	c->group = -1;
+	n->round = c->round + 1;
+	n->max_attempts = c->max_attempts;
+	n->fallback_used = c->fallback_used;
+	n->short_timeout = c->short_timeout;
+	n->prior_prompt =
+	    c->prior_prompt + (c->prompt_tokens > 0 ? c->prompt_tokens : 0);
+	n->prior_completion = c->prior_completion +
+	    (c->completion_tokens > 0 ? c->completion_tokens : 0);
+	c->round_only = 1;
+	n->next = w->running;
+	w->running = n;
+	w->inflight++;
+	log_info("request %lld attempt %d: %s; asking again (%d of %d)",
+	    (long long)c->id, c->attempt, c->error_message, n->round, max);
+	return 0;
+}
+
 /* Move every transfer that ended to the done list. */
 static void
 collect(struct worker *w)
@@ -521,6 +585,13 @@ collect(struct worker *w)
 		w->inflight--;
 		if (c->group != -1)
 			provider_health(w, c);
+		/* A reply meant to be JSON that is not: ask again. */
+		if (c->ok && structured_check(c) == -1 && reask(w, c) == 0) {
+			c->next = w->done;
+			w->done = c;
+			w->ndone++;
+			continue;
+		}
 		if (c->group != -1) {
 			shm_release(&w->groups[c->group].need, 1, 0);
 			c->group = -1;

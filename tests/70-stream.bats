@@ -111,7 +111,7 @@ follow_live() {
 	run psql -X -A -t -q -d "$DBCONN" -c "LISTEN llmq_stream_$id" \
 		-c "SELECT pg_sleep(2.5)" -c "SELECT 1"
 	echo "$output"
-	grep -q "Asynchronous notification \"llmq_stream_$id\" with payload \"{\"id\" : $id, \"attempt\" : 1, \"seq\" : 1, \"delta\" : \"echo" <<<"$output"
+	grep -q "Asynchronous notification \"llmq_stream_$id\" with payload \"{\"id\" : $id, \"attempt\" : 1, \"round\" : 0, \"seq\" : 1, \"delta\" : \"echo" <<<"$output"
 	run wait_req "$id"
 	[ "$status" -eq 0 ]
 }

@@ -3,16 +3,18 @@
  *
  * It speaks enough of the Ollama (POST /api/chat) and OpenAI (POST
  * /v1/chat/completions) HTTP APIs for llmq's client: it answers with
- * "echo: " and the content of the last message, in one body or, when the
- * request body has "stream": true, streamed, after a configurable delay.
- * A stream is the text in pieces, then the closing records (Ollama: the
+ * "echo: " and the content of the last message, or with the text and
+ * tool calls a test scripts (mock:say and mock:tool below), in one body
+ * or, when the request body has "stream": true, streamed, after a
+ * configurable delay.  A stream is the text in pieces, the records of
+ * the tool calls if any, then the closing records (Ollama: the
  * "done" line; OpenAI: the finish_reason chunk, the usage chunk if
  * "stream_options" asked for it, "data: [DONE]"), each record one HTTP
  * chunk; by default all at once, or spaced out over time.  It can be
  * told to misbehave (other status codes, garbage, truncated or empty
  * bodies, hangs, resets, huge replies, errors and cuts mid-stream) by
  * default, at run time through POST /_mock/config, or per request by
- * "mock:key=value" directives in the last message.  GET /_mock/stats
+ * "mock:key=value" directives in the messages.  GET /_mock/stats
  * reports counters, among them the most chat requests held at once, which
  * is what concurrency tests look at, both overall and per model (in
  * "models", by the "model" string of the request body; "" if there is
@@ -20,7 +22,16 @@
  * most MODEL_NAME bytes are counted apart, any others under "(other)";
  * "streams" counts the streamed replies started, "stream_chunks" the
  * records they queued, each an HTTP chunk (the empty last chunk is not
- * counted).  POST /_mock/reset starts the counters over.
+ * counted).  It also tells about the last chat request: "last_messages",
+ * how many messages it had, and "last_roles", the first letter of each
+ * one's role in order ("suau" for system, user, assistant, user; '?' for
+ * a message with no role, or one not starting with an ASCII letter or
+ * digit; the first MAX_ROLES only), 0 and "" when its body did not parse;
+ * these come last, after the counters.  GET /_mock/last answers with the
+ * first LAST_BODY bytes of the last chat request's body as it came
+ * (decoded from chunks), as application/json, with its whole length in
+ * an X-Mock-Body-Length header: a body cut short is not valid JSON.  POST
+ * /_mock/reset starts the counters over and forgets the last request.
  *
  * With -L it logs the moment each chat request was complete, which
  * benchmarks use to measure pick-up latency, and the moment the first
@@ -36,8 +47,13 @@
  * first kind that split at the first two blanks skip the second.  A
  * stream cut before its first record logs no first_chunk.
  *
- * The directives, each "mock:key=value" anywhere in the last message's
- * content, are:
+ * The directives are "mock:key=value" words anywhere in the content of
+ * the last message or, when that has no "mock:" at all, of the first
+ * message whose role is "user" and whose content has one.  So when llmq
+ * re-asks (it sends the conversation again, with the model's reply
+ * appended as an "assistant" message and its complaint as a last "user"
+ * message), the later rounds take the directives of the first.  A value
+ * runs to the next blank or line end.  The directives are:
  *   delay=MS           answer after MS milliseconds
  *   status=CODE        answer with status CODE, 200 to 599
  *   mode=MODE          normal, garbage, truncated, empty, hang, reset,
@@ -55,29 +71,84 @@
  *                      the reply; the later of it and retry_after wins
  *   retry_after_ms=MS  send "retry-after-ms: MS", as OpenAI does
  *   fail=N             do as the others say for the first N requests
- *                      with this very content, then answer every later
- *                      one with a plain 200 echo (after any delay, shaped
- *                      by gap, pieces and usage but without stream_error
- *                      or cut), to "fail twice with a 503, then succeed".
- *                      Requests are counted by a hash of their content in
- *                      a table of FAIL_SLOTS that POST /_mock/reset
- *                      empties; once it is full, new contents are not
- *                      counted and fail every time.
+ *                      whose directives come from this very content,
+ *                      then answer every later one with a plain 200
+ *                      (after any delay, shaped by gap, pieces and usage,
+ *                      saying and calling what say, say2, say3 and tool
+ *                      direct, but without stream_error or cut), to "fail
+ *                      twice with a 503, then succeed".  Requests are
+ *                      counted by a hash of the content of the message
+ *                      their directives were read from, in a table of
+ *                      FAIL_SLOTS that POST /_mock/reset empties; once it
+ *                      is full, new contents are not counted and fail
+ *                      every time.
  *   usage=0|1          0: report no token counts: no "usage" in an OpenAI
  *                      body nor usage chunk in its stream (even when
  *                      include_usage asked for one), no prompt_eval_count
  *                      and eval_count in Ollama's done record
+ *   say=B64            reply with the text that B64 encodes instead of
+ *                      the echo: base64, in the standard or the URL
+ *                      alphabet ('+' or '-', '/' or '_'), padding
+ *                      optional.  Invalid base64 is refused with a 400
+ *                      by the mock itself, its message saying so; so is
+ *                      that of say2, say3 and tool, whether or not they
+ *                      apply to the round.  The text may hold any bytes:
+ *                      the reply escapes '"', '\' and control bytes as
+ *                      JSON must, and passes every byte from 0x80 up as
+ *                      it is, invalid UTF-8 included (the echo makes that
+ *                      U+FFFD), to test how llmq takes a reply that is
+ *                      not UTF-8.  Streamed, it is cut into pieces as the
+ *                      echo is, on UTF-8 boundaries where it is valid.
+ *   say2=B64           say this instead when the conversation has one
+ *                      message or more whose role is "assistant": the
+ *                      second round of a re-ask
+ *   say3=B64           and this when it has two or more.  A round says
+ *                      the text of the last of say, say2 and say3 that
+ *                      its number of assistant messages reaches and that
+ *                      is given; with none of them, the echo (or, with
+ *                      tool calls, no text).  Given twice, the later wins.
+ *   tool=NAME:B64      a call of the tool NAME (all up to the first ':',
+ *                      unchecked) with the arguments B64 encodes (base64
+ *                      as for say, any bytes).  Up to MAX_TOOLS (4) in a
+ *                      request, made in order, the same in every round;
+ *                      a fifth, or a value with no ':', is refused with a
+ *                      400.  The calls go with the round's said text as
+ *                      content if one applies, else with no text.
+ *                      OpenAI: "message":{"role":"assistant","content":
+ *                      null or the text,"tool_calls":[{"id":"call_<n>",
+ *                      "type":"function","function":{"name":NAME,
+ *                      "arguments":ARGS as a JSON string}},...]} and
+ *                      "finish_reason":"tool_calls"; <n> numbers the
+ *                      calls since the mock started, from 1.  Streamed as
+ *                      OpenAI does, after the text pieces if any: for
+ *                      each call I (from 0), a delta {"tool_calls":
+ *                      [{"index":I,"id":...,"type":"function","function":
+ *                      {"name":NAME,"arguments":""}}]}, led by "role":
+ *                      "assistant","content":null when it is the first
+ *                      record, then ARGS in 3 pieces (2 when shorter
+ *                      than 3 bytes), cut as the text is, each a delta
+ *                      {"tool_calls":[{"index":I,"function":
+ *                      {"arguments":PIECE}}]}.  Ollama: "message":
+ *                      {"role":"assistant","content":"" or the text,
+ *                      "tool_calls":[{"function":{"name":NAME,
+ *                      "arguments":ARGS}},...]}, ARGS spliced in raw, to
+ *                      be a JSON value (when they are not, the body is
+ *                      broken, as a test may want); streamed, after the
+ *                      text pieces, one record with all the calls as
+ *                      Ollama does.  Token counts count ARGS and NAME.
  * and, for a streamed 200 reply only:
  *   gap=MS             send the first record after the delay, then each
- *                      following one (text pieces, closing records, the
- *                      error) MS milliseconds after the one before, so a
- *                      stream lasts about (pieces - 1 + closing records)
- *                      * MS.  The head goes with the first record.
+ *                      following one (text pieces, tool call records,
+ *                      closing records, the error) MS milliseconds after
+ *                      the one before, so a stream lasts about (pieces -
+ *                      1 + tool call records + closing records) * MS.
+ *                      The head goes with the first record.
  *                      mode=truncated ignores it: half of the whole
  *                      stream goes at once.
  *   pieces=N           cut the text into N pieces, 1 to 1000 (default 3),
  *                      on UTF-8 boundaries; a text of fewer characters
  *                      has empty pieces.  mode=big sends one piece.
+ *                      A reply of tool calls alone has no text pieces.
  *   stream_error=K     after K pieces (after all of them if there are K
  *                      or fewer) send an error record instead of the
  *                      next one and end the body, without [DONE]: Ollama
@@ -95,6 +166,10 @@
  *                      due, close the connection (FIN) with the chunked
  *                      body unended; cut=0 sends the head alone.  Where
  *                      it falls with stream_error, the cut wins.
+ *                      For stream_error and cut, the records of tool
+ *                      calls count as pieces after the text's: per
+ *                      OpenAI call its naming delta and its argument
+ *                      pieces, Ollama's one record of all the calls.
  * Other values that do not parse are ignored.  An error reply, named or
  * not, is one plain body even when the request asked for a stream.  POST
  * /_mock/config takes the defaults as a JSON object, all or nothing:
@@ -121,7 +196,7 @@
  *   bytes, and anything queued behind it (the later records of its
  *   stream) joins the tail until it is all out.  A stream's records are
  *   queued when due whether or not the peer reads them; there are at
- *   most MAX_PIECES + 3 of them, so that is bounded too.
+ *   most MAX_PIECES + 4 * MAX_TOOLS + 3 of them, so that is bounded too.
  * - "inflight" counts chat requests parsed whose response is not yet
  *   wholly queued: a streamed reply counts until its last record is
  *   queued or it is cut, so a spaced-out stream is held for all of its
@@ -182,6 +257,9 @@
 #define FAIL_SLOTS 4096 /* contents counted for mock:fail */
 #define PIECES 3        /* text pieces of a stream, by default */
 #define MAX_PIECES 1000
+#define MAX_TOOLS 4    /* mock:tool calls in one reply */
+#define MAX_ROLES 4096 /* roles told in "last_roles" */
+#define LAST_BODY 2048 /* bytes of the last request kept for /_mock/last */
 
 enum api { API_OLLAMA, API_OPENAI };
 
@@ -268,11 +346,23 @@ struct body {
 	size_t fill_n;
 };
 
-/* A piece of reply text: either bytes, or xfill bytes of 'x'. */
+/*
+ * A piece of reply text: either bytes, or xfill bytes of 'x'.  raw: the
+ * bytes from 0x80 up go out as they are, valid UTF-8 or not.
+ */
 struct text {
 	const char *s;
 	size_t len;
 	size_t xfill;
+	int raw;
+};
+
+/* A mock:tool call: spans of its reply's tooldata. */
+struct tcall {
+	size_t name;
+	size_t namelen;
+	size_t args;
+	size_t argslen;
 };
 
 /* Counters of the chat requests that name one model. */
@@ -299,7 +389,7 @@ struct config {
 
 /* How far a streamed reply has gone, kept between its records. */
 struct stream {
-	int pieces;  /* text pieces in all */
+	int pieces;  /* records before the closing ones: text, tool calls */
 	int sent;    /* text pieces queued */
 	int closed;  /* closing records queued */
 	int records; /* records of any kind queued */
@@ -335,8 +425,18 @@ struct reply {
 	struct mstat *ms; /* while counted in flight */
 	char *model;
 	size_t modellen;
-	char *text; /* "echo: " and the last content */
+	char *text; /* "echo: " and the last content, or the said text */
 	size_t textlen;
+	int raw;     /* text is said: passed as it is (struct text) */
+	int hastext; /* some text to send; else tool calls alone */
+	int tpieces; /* text pieces of a stream */
+	int ntools;
+	struct tcall tools[MAX_TOOLS];
+	char *tooldata;           /* names and decoded arguments */
+	size_t toolbytes;         /* their length, for token counts */
+	unsigned long long tool0; /* the number of the first call */
+	char logc[LOG_CONTENT];   /* the last content, for the log */
+	size_t logclen;
 };
 
 struct conn {
@@ -381,7 +481,13 @@ struct req {
 struct chat {
 	struct buf *model;
 	struct buf *content; /* of the last message, unescaped */
+	struct buf *first;   /* of the first user message with "mock:" */
+	struct buf *role;    /* of the message being read, unescaped */
+	struct buf *roles;   /* their first letters, MAX_ROLES at most */
 	size_t prompt_bytes;
+	long messages;
+	long assistants; /* messages whose role is "assistant" */
+	int has_first;
 	int has_model;
 	int stream;
 	int include_usage;
@@ -411,6 +517,16 @@ struct asks {
 	const struct canned *err;
 	const char *bad; /* an unknown error name, or NULL */
 	size_t badlen;
+	const char *refuse; /* why to refuse a say or tool, or NULL */
+	const char *say[3]; /* say, say2, say3 base64, or NULL */
+	size_t saylen[3];
+	int ntools;
+	struct {
+		const char *name;
+		size_t namelen;
+		const char *args; /* base64 */
+		size_t argslen;
+	} tool[MAX_TOOLS];
 };
 
 struct server {
@@ -430,6 +546,12 @@ struct server {
 	uint64_t streams;
 	uint64_t stream_chunks;
 	uint64_t by_status[600];
+	unsigned long long tool_calls; /* made since the start */
+	long last_messages;
+	struct buf last_roles;
+	char last_body[LAST_BODY];
+	size_t last_len;  /* bytes of last_body */
+	size_t last_full; /* bytes of the whole body */
 	/* OTHER may take the one slot beyond MAX_MODELS. */
 	struct mstat models[MAX_MODELS + 1];
 	int nmodels;
@@ -448,6 +570,8 @@ struct server {
 	struct buf dechunk;
 	struct buf model;
 	struct buf content;
+	struct buf first;
+	struct buf role;
 	struct buf misc;
 };
 
@@ -729,9 +853,12 @@ utf8_len(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
-/* Append s as the inside of a JSON string; bad UTF-8 becomes U+FFFD. */
+/*
+ * Append s as the inside of a JSON string; bad UTF-8 becomes U+FFFD,
+ * unless raw, when every byte from 0x80 up is passed as it is.
+ */
 static void
-json_escape(struct buf *b, const char *s, size_t len)
+json_escape_as(struct buf *b, const char *s, size_t len, int raw)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	const unsigned char *end = p + len, *run;
@@ -740,8 +867,8 @@ json_escape(struct buf *b, const char *s, size_t len)
 	buf_reserve(b, len + 16);
 	while (p < end) {
 		run = p;
-		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' &&
-		    *p != '\\')
+		while (p < end && *p >= 0x20 && (*p < 0x80 || raw) &&
+		    *p != '"' && *p != '\\')
 			p++;
 		buf_add(b, run, (size_t)(p - run));
 		if (p == end)
@@ -783,6 +910,12 @@ json_escape(struct buf *b, const char *s, size_t len)
 		}
 		p++;
 	}
+}
+
+static void
+json_escape(struct buf *b, const char *s, size_t len)
+{
+	json_escape_as(b, s, len, 0);
 }
 
 static void
@@ -893,6 +1026,55 @@ json_unescape(struct buf *b, const char *s, size_t len)
 			break;
 		default:
 			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+b64_digit(unsigned char ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+' || ch == '-')
+		return 62;
+	if (ch == '/' || ch == '_')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decode the base64 s[0..len), in the standard or the URL alphabet, with
+ * or without its padding, appending the bytes to out unless it is NULL.
+ * Returns -1 when s is not base64.  Leftover bits are not checked.
+ */
+static int
+b64_decode(struct buf *out, const char *s, size_t len)
+{
+	size_t n = len, i;
+	uint32_t acc = 0;
+	int bits = 0, d;
+
+	if (n > 0 && s[n - 1] == '=')
+		n--;
+	if (n > 0 && s[n - 1] == '=')
+		n--;
+	if ((n < len && len % 4 != 0) || n % 4 == 1)
+		return -1;
+	if (out != NULL)
+		buf_reserve(out, n / 4 * 3 + 3);
+	for (i = 0; i < n; i++) {
+		if ((d = b64_digit((unsigned char)s[i])) < 0)
+			return -1;
+		acc = (acc << 6 | (uint32_t)d) & 0xffff;
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			if (out != NULL)
+				buf_putc(out, (char)(acc >> bits & 0xff));
 		}
 	}
 	return 0;
@@ -1134,11 +1316,39 @@ chat_content(struct jp *j, struct buf *out)
 	return r;
 }
 
+/*
+ * The message just read, whose role is in ch->role (empty if it had
+ * none) and content in ch->content: count it, tell its role, and keep
+ * its content if it is the first user message with directives.
+ */
+static void
+chat_message_end(struct chat *ch)
+{
+	const struct buf *r = ch->role;
+	unsigned char l = r->len > 0 ? (unsigned char)r->p[0] : '?';
+
+	ch->messages++;
+	if (!((l >= 'a' && l <= 'z') || (l >= 'A' && l <= 'Z') ||
+	        (l >= '0' && l <= '9')))
+		l = '?';
+	if (ch->roles->len < MAX_ROLES)
+		buf_putc(ch->roles, (char)l);
+	if (keyis(r->p, r->len, "assistant"))
+		ch->assistants++;
+	else if (!ch->has_first && keyis(r->p, r->len, "user") &&
+	    ch->content->len >= 5 &&
+	    memmem(ch->content->p, ch->content->len, "mock:", 5) != NULL) {
+		ch->first->len = 0;
+		buf_add(ch->first, ch->content->p, ch->content->len);
+		ch->has_first = 1;
+	}
+}
+
 static int
 chat_messages(struct jp *j, struct chat *ch)
 {
-	const char *k;
-	size_t klen;
+	const char *k, *s;
+	size_t klen, n;
 	int first = 1, mfirst, r;
 
 	if (jp_eat(j, '[') == -1)
@@ -1146,9 +1356,11 @@ chat_messages(struct jp *j, struct chat *ch)
 	while ((r = jp_elem(j, &first)) > 0) {
 		/* Only the last message's content is kept. */
 		ch->content->len = 0;
+		ch->role->len = 0;
 		if (jp_peek(j) != '{') {
 			if (jp_skip(j) == -1)
 				return -1;
+			chat_message_end(ch);
 			continue;
 		}
 		j->p++;
@@ -1159,11 +1371,19 @@ chat_messages(struct jp *j, struct chat *ch)
 				if (chat_content(j, ch->content) == -1)
 					return -1;
 				ch->prompt_bytes += ch->content->len;
+			} else if (keyis(k, klen, "role") &&
+			    jp_peek(j) == '"') {
+				if (jp_string(j, &s, &n) == -1)
+					return -1;
+				ch->role->len = 0;
+				if (json_unescape(ch->role, s, n) == -1)
+					return -1;
 			} else if (jp_skip(j) == -1)
 				return -1;
 		}
 		if (r < 0)
 			return -1;
+		chat_message_end(ch);
 	}
 	return r;
 }
@@ -1200,8 +1420,12 @@ chat_parse(const char *body, size_t len, struct chat *ch)
 
 	ch->model->len = 0;
 	ch->content->len = 0;
+	ch->first->len = 0;
+	ch->role->len = 0;
+	ch->roles->len = 0;
 	ch->prompt_bytes = 0;
-	ch->has_model = ch->stream = ch->include_usage = 0;
+	ch->messages = ch->assistants = 0;
+	ch->has_first = ch->has_model = ch->stream = ch->include_usage = 0;
 	if (jp_eat(&j, '{') == -1)
 		return -1;
 	while ((r = jp_member(&j, &first, &k, &klen)) > 0) {
@@ -1238,18 +1462,36 @@ canned_lookup(const char *s, size_t len)
 	return NULL;
 }
 
+/* say, say2 and say3 as 0, 1 and 2; -1 for any other key. */
+static int
+say_index(const char *k, size_t klen)
+{
+	if (keyis(k, klen, "say"))
+		return 0;
+	if (keyis(k, klen, "say2"))
+		return 1;
+	if (keyis(k, klen, "say3"))
+		return 2;
+	return -1;
+}
+
+static const char *const say_bad[] = { "invalid base64 in mock:say",
+	"invalid base64 in mock:say2", "invalid base64 in mock:say3" };
+
 /*
- * Read the "mock:key=value" directives found in the last message into
- * a.  Values that do not parse are ignored, so that a typo shows as
- * default behaviour rather than as a mystery error.  An unknown error
- * name is the exception, left in a->bad for the caller to refuse: there
- * is no default dialect to fall back on, and success instead of the
- * failure a test asked for would be the mystery.
+ * Read the "mock:key=value" directives found in s into a.  Values that
+ * do not parse are ignored, so that a typo shows as default behaviour
+ * rather than as a mystery error.  An unknown error name is the
+ * exception, left in a->bad for the caller to refuse: there is no
+ * default dialect to fall back on, and success instead of the failure a
+ * test asked for would be the mystery.  So are bad say and tool values,
+ * left in a->refuse: an echo instead of the scripted reply would be one
+ * too.
  */
 static void
 directives(const char *s, size_t len, struct asks *a)
 {
-	const char *end = s + len, *p, *k, *v;
+	const char *end = s + len, *p, *k, *v, *t;
 	size_t klen, vlen;
 	long n;
 	int m;
@@ -1262,6 +1504,12 @@ directives(const char *s, size_t len, struct asks *a)
 	a->err = NULL;
 	a->bad = NULL;
 	a->badlen = 0;
+	a->refuse = NULL;
+	a->say[0] = a->say[1] = a->say[2] = NULL;
+	a->saylen[0] = a->saylen[1] = a->saylen[2] = 0;
+	a->ntools = 0;
+	if (len < 5)
+		return;
 	for (p = s; (p = memmem(p, (size_t)(end - p), "mock:", 5)) != NULL;) {
 		k = p += 5;
 		while (p < end && *p != '=' && *p != ' ' && *p != '\t' &&
@@ -1324,6 +1572,36 @@ directives(const char *s, size_t len, struct asks *a)
 		} else if (keyis(k, klen, "usage")) {
 			if ((n = parse_num(v, vlen, 1)) >= 0)
 				a->usage = (int)n;
+		} else if ((m = say_index(k, klen)) >= 0) {
+			if (b64_decode(NULL, v, vlen) == -1) {
+				if (a->refuse == NULL)
+					a->refuse = say_bad[m];
+			} else {
+				a->say[m] = v;
+				a->saylen[m] = vlen;
+			}
+		} else if (keyis(k, klen, "tool")) {
+			if ((t = memchr(v, ':', vlen)) == NULL) {
+				if (a->refuse == NULL)
+					a->refuse = "mock:tool wants "
+					            "NAME:BASE64ARGS";
+			} else if (a->ntools == MAX_TOOLS) {
+				if (a->refuse == NULL)
+					a->refuse = "too many mock:tool "
+					            "(at most 4)";
+			} else if (b64_decode(NULL, t + 1,
+			               (size_t)(v + vlen - t - 1)) == -1) {
+				if (a->refuse == NULL)
+					a->refuse = "invalid base64 in "
+					            "mock:tool arguments";
+			} else {
+				a->tool[a->ntools].name = v;
+				a->tool[a->ntools].namelen = (size_t)(t - v);
+				a->tool[a->ntools].args = t + 1;
+				a->tool[a->ntools].argslen =
+				    (size_t)(v + vlen - t - 1);
+				a->ntools++;
+			}
 		}
 	}
 }
@@ -1389,7 +1667,7 @@ body_text(struct body *bd, const struct text *t)
 		bd->fill_at = bd->b.len;
 		bd->fill_n = t->xfill;
 	} else
-		json_escape(&bd->b, t->s, t->len);
+		json_escape_as(&bd->b, t->s, t->len, t->raw);
 }
 
 /* Append chunk as one chunk of a chunked transfer encoding. */
@@ -1484,27 +1762,89 @@ openai_usage(struct buf *b, const struct reply *rp, size_t textlen)
 	    n, m, n + m);
 }
 
+/* The name of tool call i of rp, as the inside of a JSON string. */
+static void
+tool_name(struct buf *b, const struct reply *rp, int i)
+{
+	const struct tcall *tc = &rp->tools[i];
+
+	json_escape(b, rp->tooldata + tc->name, tc->namelen);
+}
+
+/*
+ * The "tool_calls" array of rp's whole reply: OpenAI's with the
+ * arguments as a string, Ollama's with them spliced in as they are.
+ */
+static void
+tool_calls(struct buf *b, const struct reply *rp)
+{
+	const struct tcall *tc;
+	int i;
+
+	buf_puts(b, "\"tool_calls\":[");
+	for (i = 0; i < rp->ntools; i++) {
+		tc = &rp->tools[i];
+		if (i > 0)
+			buf_putc(b, ',');
+		if (rp->api == API_OPENAI)
+			buf_printf(b,
+			    "{\"id\":\"call_%llu\",\"type\":\"function\",",
+			    rp->tool0 + (unsigned long long)i);
+		else
+			buf_putc(b, '{');
+		buf_puts(b, "\"function\":{\"name\":\"");
+		tool_name(b, rp, i);
+		buf_puts(b, "\",\"arguments\":");
+		if (rp->api == API_OPENAI) {
+			buf_putc(b, '"');
+			json_escape_as(
+			    b, rp->tooldata + tc->args, tc->argslen, 1);
+			buf_putc(b, '"');
+		} else
+			buf_add(b, rp->tooldata + tc->args, tc->argslen);
+		buf_puts(b, "}}");
+	}
+	buf_putc(b, ']');
+}
+
 /* A whole, non-streamed reply. */
 static void
 chat_body(struct body *bd, const struct reply *rp, const struct text *t)
 {
-	size_t textlen = t->xfill ? t->xfill : t->len;
+	size_t textlen = (t->xfill ? t->xfill : t->len) + rp->toolbytes;
+	int text = rp->hastext || t->xfill;
 	char created[64];
 
 	if (rp->api == API_OLLAMA) {
 		rfc3339(created, sizeof(created));
 		ollama_head(&bd->b, rp, created);
-		body_text(bd, t);
-		buf_puts(&bd->b, "\"},");
+		if (text)
+			body_text(bd, t);
+		buf_putc(&bd->b, '"');
+		if (rp->ntools > 0) {
+			buf_putc(&bd->b, ',');
+			tool_calls(&bd->b, rp);
+		}
+		buf_puts(&bd->b, "},");
 		ollama_done(&bd->b, rp, textlen);
 		return;
 	}
 	openai_head(&bd->b, rp, "chat.completion", time(NULL));
 	buf_puts(&bd->b,
 	    "\"choices\":[{\"index\":0,\"message\":"
-	    "{\"role\":\"assistant\",\"content\":\"");
-	body_text(bd, t);
-	buf_puts(&bd->b, "\"},\"finish_reason\":\"stop\"}]");
+	    "{\"role\":\"assistant\",\"content\":");
+	if (text) {
+		buf_putc(&bd->b, '"');
+		body_text(bd, t);
+		buf_putc(&bd->b, '"');
+	} else
+		buf_puts(&bd->b, "null");
+	if (rp->ntools > 0) {
+		buf_putc(&bd->b, ',');
+		tool_calls(&bd->b, rp);
+	}
+	buf_printf(&bd->b, "},\"finish_reason\":\"%s\"}]",
+	    rp->ntools > 0 ? "tool_calls" : "stop");
 	if (rp->usage) {
 		buf_putc(&bd->b, ',');
 		openai_usage(&bd->b, rp, textlen);
@@ -1532,6 +1872,82 @@ piece_end(const char *s, size_t len, int i, int n)
 	while (at < len && ((unsigned char)s[at] & 0xc0) == 0x80)
 		at++;
 	return at;
+}
+
+/* The pieces the arguments of an OpenAI tool call are streamed in. */
+static int
+tool_pieces(const struct reply *rp, int i)
+{
+	return rp->tools[i].argslen >= 3 ? 3 : 2;
+}
+
+/* The records of rp's tool calls in a stream, after its text pieces. */
+static int
+tool_records(const struct reply *rp)
+{
+	int i, n = 0;
+
+	if (rp->ntools == 0)
+		return 0;
+	if (rp->api == API_OLLAMA)
+		return 1; /* all the calls at once */
+	for (i = 0; i < rp->ntools; i++)
+		n += 1 + tool_pieces(rp, i);
+	return n;
+}
+
+/*
+ * Append tool record k (from 0) of the stream of rp: Ollama's one record
+ * of all the calls, or an OpenAI delta that names a call or carries a
+ * piece of its arguments; first if it is the first record of the stream.
+ */
+static void
+tool_record(struct buf *b, const struct reply *rp, int k, const char *created,
+    int first)
+{
+	const struct tcall *tc;
+	const char *args;
+	size_t from, to;
+	int i, n;
+
+	if (rp->api == API_OLLAMA) {
+		ollama_head(b, rp, created);
+		buf_puts(b, "\",");
+		tool_calls(b, rp);
+		buf_puts(b, "},\"done\":false}\n");
+		return;
+	}
+	for (i = 0; i < rp->ntools - 1; i++) {
+		if (k < (n = 1 + tool_pieces(rp, i)))
+			break;
+		k -= n;
+	}
+	tc = &rp->tools[i];
+	buf_puts(b, "data: ");
+	openai_head(b, rp, "chat.completion.chunk", rp->st.created);
+	buf_puts(b, "\"choices\":[{\"index\":0,\"delta\":{");
+	if (k == 0) {
+		if (first)
+			buf_puts(b, "\"role\":\"assistant\",\"content\":null,");
+		buf_printf(b,
+		    "\"tool_calls\":[{\"index\":%d,\"id\":\"call_%llu\","
+		    "\"type\":\"function\",\"function\":{\"name\":\"",
+		    i, rp->tool0 + (unsigned long long)i);
+		tool_name(b, rp, i);
+		buf_puts(b, "\",\"arguments\":\"\"}}]");
+	} else {
+		args = rp->tooldata + tc->args;
+		n = tool_pieces(rp, i);
+		from = k == 1 ? 0 : piece_end(args, tc->argslen, k - 1, n);
+		to = piece_end(args, tc->argslen, k, n);
+		buf_printf(b,
+		    "\"tool_calls\":[{\"index\":%d,\"function\":"
+		    "{\"arguments\":\"",
+		    i);
+		json_escape_as(b, args + from, to - from, 1);
+		buf_puts(b, "\"}}]");
+	}
+	buf_puts(b, "},\"finish_reason\":null}]}\n\n");
 }
 
 /* The records that close a stream after its text. */
@@ -1582,7 +1998,8 @@ stream_next(struct server *srv, struct conn *c, struct body *bd)
 	struct reply *rp = &c->rep;
 	struct stream *st = &rp->st;
 	struct body *ck = &srv->chunk;
-	size_t textlen = rp->mode == MODE_BIG ? BIG_BYTES : rp->textlen;
+	size_t textlen =
+	    (rp->mode == MODE_BIG ? BIG_BYTES : rp->textlen) + rp->toolbytes;
 	size_t end;
 	struct text piece;
 	char created[64];
@@ -1600,14 +2017,19 @@ stream_next(struct server *srv, struct conn *c, struct body *bd)
 	    st->sent == stream_at(rp, rp->stream_error)) {
 		stream_error_record(&ck->b, rp);
 		over = 1;
+	} else if (st->sent >= rp->tpieces && st->sent < st->pieces) {
+		tool_record(
+		    &ck->b, rp, st->sent - rp->tpieces, created, st->sent == 0);
+		st->sent++;
 	} else if (st->sent < st->pieces) {
+		piece.raw = rp->raw;
 		if (rp->mode == MODE_BIG) {
 			piece.s = NULL;
 			piece.len = 0;
 			piece.xfill = BIG_BYTES;
 		} else {
 			end = piece_end(
-			    rp->text, rp->textlen, st->sent + 1, st->pieces);
+			    rp->text, rp->textlen, st->sent + 1, rp->tpieces);
 			piece.s = rp->text + st->off;
 			piece.len = end - st->off;
 			piece.xfill = 0;
@@ -1641,9 +2063,10 @@ stream_next(struct server *srv, struct conn *c, struct body *bd)
 			buf_puts(&ck->b, "data: ");
 			openai_head(
 			    &ck->b, rp, "chat.completion.chunk", st->created);
-			buf_puts(&ck->b,
+			buf_printf(&ck->b,
 			    "\"choices\":[{\"index\":0,\"delta\":{},"
-			    "\"finish_reason\":\"stop\"}]}\n\n");
+			    "\"finish_reason\":\"%s\"}]}\n\n",
+			    rp->ntools > 0 ? "tool_calls" : "stop");
 		} else if (st->closed + 1 < stream_closing(rp)) {
 			buf_puts(&ck->b, "data: ");
 			openai_head(
@@ -1660,7 +2083,7 @@ stream_next(struct server *srv, struct conn *c, struct body *bd)
 		buf_puts(&bd->b, "0\r\n\r\n");
 	if (st->records++ == 0)
 		log_line(srv, wall_us(), "first_chunk", rp->path,
-		    strlen(rp->path), rp->text + 6, rp->textlen - 6);
+		    strlen(rp->path), rp->logc, rp->logclen);
 	srv->stream_chunks++;
 	return over;
 }
@@ -1678,7 +2101,11 @@ stream_start(struct server *srv, struct conn *c, struct body *bd)
 
 	memset(st, 0, sizeof(*st));
 	/* A big reply goes out as one piece: only one fill at a time. */
-	st->pieces = rp->mode == MODE_BIG ? 1 : rp->pieces;
+	if (rp->mode == MODE_BIG)
+		rp->tpieces = 1;
+	else
+		rp->tpieces = rp->hastext ? rp->pieces : 0;
+	st->pieces = rp->tpieces + tool_records(rp);
 	st->created = time(NULL);
 	srv->streams++;
 	/* A truncated reply is half of the whole, so the whole it is. */
@@ -1766,7 +2193,8 @@ reply_end(struct server *srv, struct conn *c)
 		c->closing = 1;
 	free(rp->model);
 	free(rp->text);
-	rp->model = rp->text = NULL;
+	free(rp->tooldata);
+	rp->model = rp->text = rp->tooldata = NULL;
 }
 
 /*
@@ -1842,6 +2270,7 @@ reply_send(struct server *srv, struct conn *c)
 			t.s = rp->text;
 			t.len = rp->textlen;
 			t.xfill = rp->mode == MODE_BIG ? BIG_BYTES : 0;
+			t.raw = rp->raw;
 			chat_body(bd, rp, &t);
 			break;
 		}
@@ -2095,6 +2524,92 @@ chat_bad_error(struct server *srv, struct conn *c, const struct req *rq,
 	c->rep.ms = NULL;
 }
 
+/* Give back what a big request made the scratch buffers of ch take. */
+static void
+chat_clear(struct chat *ch)
+{
+	buf_clear(ch->model);
+	buf_clear(ch->content);
+	buf_clear(ch->first);
+	buf_clear(ch->role);
+}
+
+/*
+ * Decode base64 that a directive found valid into a new allocation of
+ * its own, returned with its length in *len.
+ */
+static char *
+b64_dup(const char *s, size_t len, size_t *outlen)
+{
+	struct buf b;
+
+	b.cap = len / 4 * 3 + 3;
+	b.p = xmalloc(b.cap);
+	b.len = 0;
+	b64_decode(&b, s, len);
+	*outlen = b.len;
+	return b.p;
+}
+
+/*
+ * Set the text and tool calls of rp as a and the conversation ch ask:
+ * the said text of the round if there is one, else the echo unless there
+ * are tool calls.
+ */
+static void
+reply_text(struct server *srv, struct reply *rp, const struct chat *ch,
+    const struct asks *a)
+{
+	struct buf td;
+	size_t cap = 0;
+	int i;
+
+	for (i = ch->assistants < 2 ? (int)ch->assistants : 2; i >= 0; i--)
+		if (a->say[i] != NULL)
+			break;
+	rp->raw = i >= 0;
+	rp->hastext = i >= 0 || a->ntools == 0;
+	if (i >= 0) {
+		rp->text = b64_dup(a->say[i], a->saylen[i], &rp->textlen);
+	} else if (a->ntools == 0) {
+		rp->textlen = 6 + ch->content->len;
+		rp->text = xmalloc(rp->textlen + 1);
+		memcpy(rp->text, "echo: ", 6);
+		if (ch->content->len)
+			memcpy(rp->text + 6, ch->content->p, ch->content->len);
+	} else {
+		rp->textlen = 0;
+		rp->text = xmalloc(1);
+	}
+	rp->logclen =
+	    ch->content->len < LOG_CONTENT ? ch->content->len : LOG_CONTENT;
+	if (rp->logclen)
+		memcpy(rp->logc, ch->content->p, rp->logclen);
+
+	rp->ntools = a->ntools;
+	rp->toolbytes = 0;
+	rp->tooldata = NULL;
+	if (a->ntools == 0)
+		return;
+	for (i = 0; i < a->ntools; i++)
+		cap += a->tool[i].namelen + a->tool[i].argslen / 4 * 3 + 3;
+	td.p = xmalloc(cap);
+	td.cap = cap;
+	td.len = 0;
+	for (i = 0; i < a->ntools; i++) {
+		rp->tools[i].name = td.len;
+		rp->tools[i].namelen = a->tool[i].namelen;
+		buf_add(&td, a->tool[i].name, a->tool[i].namelen);
+		rp->tools[i].args = td.len;
+		b64_decode(&td, a->tool[i].args, a->tool[i].argslen);
+		rp->tools[i].argslen = td.len - rp->tools[i].args;
+	}
+	rp->tooldata = td.p;
+	rp->toolbytes = td.len;
+	rp->tool0 = srv->tool_calls + 1;
+	srv->tool_calls += (unsigned long long)a->ntools;
+}
+
 /* A chat request on route path, a string that outlives the request. */
 static void
 handle_chat(struct server *srv, struct conn *c, const struct req *rq,
@@ -2106,14 +2621,26 @@ handle_chat(struct server *srv, struct conn *c, const struct req *rq,
 	struct chat ch;
 	struct asks a;
 	int64_t when = wall_us();
+	const char *src;
+	size_t srclen;
 	int delay;
 
 	srv->requests++;
 	if (++srv->inflight > srv->max_inflight)
 		srv->max_inflight = srv->inflight;
+	srv->last_full = rq->bodylen;
+	srv->last_len = rq->bodylen < LAST_BODY ? rq->bodylen : LAST_BODY;
+	if (srv->last_len)
+		memcpy(srv->last_body, rq->body, srv->last_len);
 	ch.model = &srv->model;
 	ch.content = &srv->content;
+	ch.first = &srv->first;
+	ch.role = &srv->role;
+	ch.roles = &srv->last_roles;
 	if (chat_parse(rq->body, rq->bodylen, &ch) == -1) {
+		srv->last_messages = 0;
+		srv->last_roles.len = 0;
+		chat_clear(&ch);
 		log_request(srv, when, rq, "", 0);
 		/* Counted and dropped at once, under no model. */
 		ms = model_stat(srv, "", 0);
@@ -2121,14 +2648,27 @@ handle_chat(struct server *srv, struct conn *c, const struct req *rq,
 		chat_refuse(srv, c, rq, api, ms, "invalid request body");
 		return;
 	}
+	srv->last_messages = ch.messages;
 	log_request(srv, when, rq, ch.content->p, ch.content->len);
 	rp->ms = model_stat(srv, ch.model->p, ch.has_model ? ch.model->len : 0);
 	model_start(rp->ms);
-	directives(ch.content->p, ch.content->len, &a);
-	if (a.bad != NULL) {
-		chat_bad_error(srv, c, rq, api, &a);
-		buf_clear(ch.model);
-		buf_clear(ch.content);
+	/* The last message's directives, or those of the first user's. */
+	src = ch.content->p;
+	srclen = ch.content->len;
+	if (ch.has_first &&
+	    (srclen < 5 || memmem(src, srclen, "mock:", 5) == NULL)) {
+		src = ch.first->p;
+		srclen = ch.first->len;
+	}
+	directives(src, srclen, &a);
+	if (a.bad != NULL || a.refuse != NULL) {
+		if (a.bad != NULL)
+			chat_bad_error(srv, c, rq, api, &a);
+		else {
+			chat_refuse(srv, c, rq, api, rp->ms, a.refuse);
+			rp->ms = NULL;
+		}
+		chat_clear(&ch);
 		return;
 	}
 
@@ -2142,8 +2682,7 @@ handle_chat(struct server *srv, struct conn *c, const struct req *rq,
 	rp->retry_after = a.retry_after;
 	rp->retry_date = a.retry_date;
 	rp->retry_after_ms = a.retry_after_ms;
-	if (a.fail >= 0 &&
-	    !fail_due(srv, ch.content->p, ch.content->len, a.fail)) {
+	if (a.fail >= 0 && !fail_due(srv, src, srclen, a.fail)) {
 		/* Its failures are spent: a plain success from now on. */
 		rp->mode = MODE_NORMAL;
 		rp->status = 200;
@@ -2179,13 +2718,8 @@ handle_chat(struct server *srv, struct conn *c, const struct req *rq,
 	rp->modellen = ch.model->len;
 	rp->model = xmalloc(rp->modellen + 1);
 	memcpy(rp->model, ch.model->p, rp->modellen);
-	rp->textlen = 6 + ch.content->len;
-	rp->text = xmalloc(rp->textlen + 1);
-	memcpy(rp->text, "echo: ", 6);
-	if (ch.content->len)
-		memcpy(rp->text + 6, ch.content->p, ch.content->len);
-	buf_clear(ch.model);
-	buf_clear(ch.content);
+	reply_text(srv, rp, &ch, &a);
+	chat_clear(&ch);
 
 	if (rp->mode == MODE_HANG) {
 		c->waiting = WAIT_HANG;
@@ -2231,11 +2765,29 @@ handle_stats(struct server *srv, struct conn *c, const struct req *rq)
 	}
 	buf_printf(b,
 	    "},\"connections\":%ld,\"streams\":%llu,"
-	    "\"stream_chunks\":%llu}",
+	    "\"stream_chunks\":%llu,\"last_messages\":%ld,"
+	    "\"last_roles\":\"",
 	    srv->connections, (unsigned long long)srv->streams,
-	    (unsigned long long)srv->stream_chunks);
+	    (unsigned long long)srv->stream_chunks, srv->last_messages);
+	/* Letters, digits and '?' only: nothing to escape. */
+	buf_add(b, srv->last_roles.p, srv->last_roles.len);
+	buf_puts(b, "\"}");
 	buf_putc(b, '\0');
 	reply_simple(c, 200, b->p, rq->keepalive, rq->http10);
+}
+
+/* The start of the last chat request's body, as it came. */
+static void
+handle_last(struct server *srv, struct conn *c, const struct req *rq)
+{
+	put_head(&c->out, 200, "application/json", (long long)srv->last_len,
+	    rq->keepalive, rq->http10, NULL);
+	/* put_head ended the head: reopen it for one more field. */
+	c->out.len -= 2;
+	buf_printf(&c->out, "X-Mock-Body-Length: %zu\r\n\r\n", srv->last_full);
+	buf_add(&c->out, srv->last_body, srv->last_len);
+	if (!rq->keepalive)
+		c->closing = 1;
 }
 
 static void
@@ -2252,6 +2804,9 @@ handle_reset(struct server *srv, struct conn *c, const struct req *rq)
 	}
 	memset(srv->by_status, 0, sizeof(srv->by_status));
 	memset(srv->fails, 0, sizeof(srv->fails));
+	srv->last_messages = 0;
+	srv->last_roles.len = 0;
+	srv->last_len = srv->last_full = 0;
 	reply_simple(c, 200, "{\"ok\":true}", rq->keepalive, rq->http10);
 }
 
@@ -2339,6 +2894,8 @@ handle(struct server *srv, struct conn *c, const struct req *rq)
 		handle_chat(srv, c, rq, API_OPENAI, "/chat/completions");
 	else if (routeis(rq, "GET", "/_mock/stats"))
 		handle_stats(srv, c, rq);
+	else if (routeis(rq, "GET", "/_mock/last"))
+		handle_last(srv, c, rq);
 	else if (routeis(rq, "POST", "/_mock/reset"))
 		handle_reset(srv, c, rq);
 	else if (routeis(rq, "POST", "/_mock/config"))
@@ -2705,6 +3262,7 @@ conn_free(struct server *srv, struct conn *c)
 	buf_free(&c->tail);
 	free(c->rep.model);
 	free(c->rep.text);
+	free(c->rep.tooldata);
 	free(c);
 	srv->connections--;
 }
@@ -3099,6 +3657,9 @@ main(int argc, char *argv[])
 	buf_free(&srv.dechunk);
 	buf_free(&srv.model);
 	buf_free(&srv.content);
+	buf_free(&srv.first);
+	buf_free(&srv.role);
+	buf_free(&srv.last_roles);
 	buf_free(&srv.misc);
 	return 0;
 }

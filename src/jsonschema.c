@@ -1,0 +1,3144 @@
+/*
+ * jsonschema.c: the JSON Schema (draft 7 subset) checker and validator
+ * declared in jsonschema.h.
+ *
+ * One table of keywords, sorted by name, serves both halves: js_check
+ * walks the schema and checks each keyword's value by its kind, and
+ * js_validate walks schema and instance together and calls each
+ * keyword's function.  js_check collects the $refs it meets and the
+ * members it does not know, and decides about them only at the end: a
+ * $ref's target not reached as a schema is checked as one where it is,
+ * and an unknown member is refused unless a $ref points into it.
+ *
+ * js_validate keeps two JSON pointers as it goes, into the instance and
+ * into the schema, so that an error costs only the copying of both.
+ * Errors are appended in the order of the schema's members.  A counter,
+ * quiet, is raised while a combinator (anyOf, oneOf, not, if, contains,
+ * propertyNames) tries a branch: then nothing is reported and the first
+ * failure ends the branch.  Three bounds make every validation end on
+ * any schema: steps on one instance location without descending (a $ref
+ * loop), nesting in all, and steps in all (refs that branch); hitting one
+ * aborts the whole validation with one error, whatever the combinators
+ * above would have made of a failure.  Regular expressions are compiled
+ * once per call (cached by the address of their source text) and run in
+ * the C locale, so that the translation's byte classes mean what they
+ * say whatever locale the process has.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <float.h>
+#include <locale.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "jsonschema.h"
+#include "log.h"
+#include "util.h"
+
+#define QUOTE_MAX 40     /* bytes of a value or name quoted in a message */
+#define PATH_MAX_MSG 200 /* bytes of a schema path in a js_check message */
+#define RE_DUP_LIMIT 255 /* POSIX's minimum RE_DUP_MAX */
+#define RE_COST_MAX 10000
+#define MAX_SAME 64 /* $ref and applicator steps on one instance node */
+#define MAX_DEPTH 1000
+#define MAX_STEPS 1000000L
+
+/* A growing NUL-terminated string. */
+struct buf {
+	char *s;
+	size_t len, cap;
+};
+
+static void
+buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		while (b->len + n + 1 > b->cap)
+			b->cap = b->cap > 0 ? b->cap * 2 : 64;
+		b->s = xrealloc(b->s, b->cap);
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+static void
+buf_str(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void
+buf_addc(struct buf *b, int c)
+{
+	char ch = (char)c;
+
+	buf_add(b, &ch, 1);
+}
+
+static void buf_printf(struct buf *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char tmp[64];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(tmp)) {
+		buf_add(b, tmp, (size_t)n);
+		return;
+	}
+	buf_add(b, "", 0);
+	while (b->len + (size_t)n + 1 > b->cap) {
+		b->cap *= 2;
+		b->s = xrealloc(b->s, b->cap);
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+static void
+buf_trunc(struct buf *b, size_t len)
+{
+	b->len = len;
+	if (b->s != NULL)
+		b->s[len] = '\0';
+}
+
+/* Append "/" and key as a JSON pointer token (~ as ~0, / as ~1). */
+static void
+buf_key(struct buf *b, const char *key)
+{
+	const char *p;
+
+	buf_addc(b, '/');
+	for (p = key; *p != '\0'; p++) {
+		if (*p == '~')
+			buf_add(b, "~0", 2);
+		else if (*p == '/')
+			buf_add(b, "~1", 2);
+		else
+			buf_addc(b, *p);
+	}
+}
+
+static void
+buf_index(struct buf *b, size_t i)
+{
+	buf_printf(b, "/%zu", i);
+}
+
+/*
+ * The code point of the UTF-8 sequence at s (at most n bytes): its
+ * length, or 0 when it is not valid UTF-8.
+ */
+static size_t
+utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	size_t len, i;
+	uint32_t c;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	} else if ((s[0] & 0xe0) == 0xc0) {
+		len = 2, c = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3, c = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4, c = s[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
+	    (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+static void
+utf8_enc(struct buf *b, uint32_t cp)
+{
+	if (cp < 0x80) {
+		buf_addc(b, (int)cp);
+	} else if (cp < 0x800) {
+		buf_addc(b, 0xc0 | (int)(cp >> 6));
+		buf_addc(b, 0x80 | (int)(cp & 0x3f));
+	} else if (cp < 0x10000) {
+		buf_addc(b, 0xe0 | (int)(cp >> 12));
+		buf_addc(b, 0x80 | (int)((cp >> 6) & 0x3f));
+		buf_addc(b, 0x80 | (int)(cp & 0x3f));
+	} else {
+		buf_addc(b, 0xf0 | (int)(cp >> 18));
+		buf_addc(b, 0x80 | (int)((cp >> 12) & 0x3f));
+		buf_addc(b, 0x80 | (int)((cp >> 6) & 0x3f));
+		buf_addc(b, 0x80 | (int)(cp & 0x3f));
+	}
+}
+
+/*
+ * Append len bytes of s in printable ASCII: " and \ escaped, control
+ * characters as \n \r \t \u00XX, other characters as \uXXXX (surrogate
+ * pairs past U+FFFF), bytes that are not UTF-8 as \xNN; cut after max
+ * bytes of s, never inside a character, with "...".
+ */
+static void
+buf_esc(struct buf *b, const char *src, size_t len, size_t max)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t i = 0, n;
+	uint32_t cp;
+
+	while (i < len) {
+		if (i >= max) {
+			buf_add(b, "...", 3);
+			return;
+		}
+		if (s[i] == '"' || s[i] == '\\') {
+			buf_addc(b, '\\');
+			buf_addc(b, s[i++]);
+		} else if (s[i] == '\n') {
+			buf_add(b, "\\n", 2), i++;
+		} else if (s[i] == '\r') {
+			buf_add(b, "\\r", 2), i++;
+		} else if (s[i] == '\t') {
+			buf_add(b, "\\t", 2), i++;
+		} else if (s[i] < 0x20 || s[i] == 0x7f) {
+			buf_printf(b, "\\u%04x", s[i++]);
+		} else if (s[i] < 0x80) {
+			buf_addc(b, s[i++]);
+		} else if ((n = utf8_dec(s + i, len - i, &cp)) == 0) {
+			buf_printf(b, "\\x%02x", s[i++]);
+		} else if (i + n > max) {
+			buf_add(b, "...", 3);
+			return;
+		} else {
+			if (cp > 0xffff)
+				buf_printf(b, "\\u%04x\\u%04x",
+				    0xd800 + ((cp - 0x10000) >> 10),
+				    0xdc00 + ((cp - 0x10000) & 0x3ff));
+			else
+				buf_printf(b, "\\u%04x", cp);
+			i += n;
+		}
+	}
+}
+
+static void
+buf_quote(struct buf *b, const char *s, size_t len)
+{
+	buf_addc(b, '"');
+	buf_esc(b, s, len, QUOTE_MAX);
+	buf_addc(b, '"');
+}
+
+/* Code points in len bytes of UTF-8 (bytes that are not continuations). */
+static size_t
+utf8_count(const char *s, size_t len)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/*
+ * Regular expressions: ECMA-262 to POSIX ERE (see jsonschema.h).
+ *
+ * The translation keeps a cost per open group, the atoms it holds with
+ * counted repetitions multiplied out, to refuse a pattern that regcomp
+ * would expand past RE_COST_MAX atoms ("(a{255}){255}").
+ */
+struct frame {
+	long total; /* atoms in the group so far */
+	long last;  /* the last atom's, 0 when nothing can be repeated */
+};
+
+struct tr {
+	const char *src, *p;
+	struct buf out;
+	struct frame *fr;
+	size_t nfr, capfr;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int tr_fail(struct tr *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+tr_fail(struct tr *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!t->failed && t->err != NULL && t->errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(t->err, t->errlen, fmt, ap);
+		va_end(ap);
+	}
+	t->failed = 1;
+	return -1;
+}
+
+static int
+tr_atom(struct tr *t, long cost)
+{
+	struct frame *f = &t->fr[t->nfr - 1];
+
+	f->total += cost;
+	f->last = cost;
+	if (f->total > RE_COST_MAX)
+		return tr_fail(t, "pattern would expand to more than %d atoms",
+		    RE_COST_MAX);
+	return 0;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* n hex digits at p, or -1. */
+static long
+hexn(const char *p, int n)
+{
+	long v = 0;
+	int i, h;
+
+	for (i = 0; i < n; i++) {
+		if ((h = hexval((unsigned char)p[i])) < 0)
+			return -1;
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+static int
+is_alnum(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	    (c >= 'A' && c <= 'Z');
+}
+
+/* \u escape at t->p (just past "\u"): the code point, or -1. */
+static long
+tr_unicode(struct tr *t)
+{
+	const char *p = t->p;
+	long cp, lo;
+
+	if (*p == '{') {
+		for (cp = 0, p++; hexval((unsigned char)*p) >= 0; p++)
+			if ((cp = cp * 16 + hexval((unsigned char)*p)) >
+			    0x10ffff)
+				return tr_fail(t, "\\u{...} past U+10FFFF");
+		if (*p != '}' || p == t->p + 1)
+			return tr_fail(t, "malformed \\u{...} escape");
+		t->p = p + 1;
+	} else {
+		if ((cp = hexn(p, 4)) < 0)
+			return tr_fail(t, "malformed \\u escape");
+		t->p = p + 4;
+		if (cp >= 0xd800 && cp <= 0xdbff && t->p[0] == '\\' &&
+		    t->p[1] == 'u' && (lo = hexn(t->p + 2, 4)) >= 0xdc00 &&
+		    lo <= 0xdfff) {
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			t->p += 6;
+		}
+	}
+	if (cp >= 0xd800 && cp <= 0xdfff)
+		return tr_fail(t, "lone surrogate \\u%04lx", cp);
+	return cp;
+}
+
+enum { ESC_CHAR, ESC_CLASS };
+
+/*
+ * The escape at t->p, just past a backslash: ESC_CHAR with the code
+ * point in *cp, or ESC_CLASS with the letter (d D w W s S) in *cp; -1
+ * when unsupported.  In a class, \b is a backspace.
+ */
+static int
+tr_escape(struct tr *t, int inclass, long *cp)
+{
+	unsigned char c = (unsigned char)*t->p;
+	uint32_t u;
+	size_t n;
+
+	if (c == '\0')
+		return tr_fail(t, "pattern ends with a backslash");
+	t->p++;
+	switch (c) {
+	case 'd':
+	case 'D':
+	case 'w':
+	case 'W':
+	case 's':
+	case 'S':
+		*cp = c;
+		return ESC_CLASS;
+	case 'n':
+		*cp = '\n';
+		return ESC_CHAR;
+	case 'r':
+		*cp = '\r';
+		return ESC_CHAR;
+	case 't':
+		*cp = '\t';
+		return ESC_CHAR;
+	case 'f':
+		*cp = '\f';
+		return ESC_CHAR;
+	case 'v':
+		*cp = '\v';
+		return ESC_CHAR;
+	case 'b':
+		if (inclass) {
+			*cp = '\b';
+			return ESC_CHAR;
+		}
+		/* FALLTHROUGH */
+	case 'B':
+		return tr_fail(t, "\\%c (word boundary) is unsupported", c);
+	case 'x':
+		if ((*cp = hexn(t->p, 2)) < 0)
+			return tr_fail(t, "malformed \\x escape");
+		t->p += 2;
+		break;
+	case 'u':
+		if ((*cp = tr_unicode(t)) < 0)
+			return -1;
+		break;
+	case 'c':
+		return tr_fail(t, "\\c (control escape) is unsupported");
+	case 'k':
+		return tr_fail(t, "\\k (named backreference) is unsupported");
+	case 'p':
+	case 'P':
+		return tr_fail(
+		    t, "\\%c{...} (Unicode property) is unsupported", c);
+	default:
+		if (c >= '0' && c <= '9')
+			return tr_fail(
+			    t, "\\%c (backreference or NUL) is unsupported", c);
+		if (is_alnum(c))
+			return tr_fail(t, "unknown escape \\%c", c);
+		if (c >= 0x80) {
+			n = utf8_dec((const unsigned char *)t->p - 1,
+			    strlen(t->p - 1), &u);
+			if (n == 0)
+				return tr_fail(t, "pattern is not UTF-8");
+			t->p += n - 1;
+			*cp = u;
+		} else
+			*cp = c;
+		return ESC_CHAR;
+	}
+	if (*cp == 0)
+		return tr_fail(t, "NUL in a pattern is unsupported");
+	return ESC_CHAR;
+}
+
+/* Add the class letter's ASCII members to set. */
+static void
+class_add(unsigned char *set, int letter)
+{
+	int i;
+
+	switch (letter | 0x20) {
+	case 'd':
+		memset(&set['0'], 1, 10);
+		break;
+	case 'w':
+		memset(&set['0'], 1, 10);
+		memset(&set['A'], 1, 26);
+		memset(&set['a'], 1, 26);
+		set['_'] = 1;
+		break;
+	case 's':
+		for (i = '\t'; i <= '\r'; i++)
+			set[i] = 1;
+		set[' '] = 1;
+		break;
+	}
+}
+
+static int
+set_special(int c)
+{
+	return c == ']' || c == '-' || c == '^' || c == '[';
+}
+
+/*
+ * Emit the ASCII set (no NUL) as a bracket expression.  Negated, the
+ * atom is "one code point not in set": an ASCII byte not in it, or a
+ * lead byte and its continuation bytes, so that it never matches half
+ * of a character.  POSIX wants ']' first, '-' first or last, '^' not
+ * first, and no '[' before ':', '.' or '='.
+ */
+static void
+emit_set(struct buf *o, const unsigned char *set, int neg)
+{
+	int i, j, k, n = 0;
+
+	for (i = 1; i < 128; i++)
+		n += set[i] && !set_special(i);
+	if (!neg && n == 0 && set['^'] && !set[']'] && !set['-'] && !set['[']) {
+		buf_add(o, "\\^", 2);
+		return;
+	}
+	buf_str(o, neg ? "([^" : "[");
+	if (set[']'])
+		buf_addc(o, ']');
+	else if (set['-'])
+		buf_addc(o, '-');
+	for (i = 1; i < 128; i = j) {
+		if (!set[i] || set_special(i)) {
+			j = i + 1;
+			continue;
+		}
+		for (j = i; j < 128 && set[j] && !set_special(j); j++)
+			;
+		if (j - i >= 3) {
+			buf_addc(o, i);
+			buf_addc(o, '-');
+			buf_addc(o, j - 1);
+		} else
+			for (k = i; k < j; k++)
+				buf_addc(o, k);
+	}
+	if (neg)
+		buf_str(o, "\x80-\xff");
+	if (set['['])
+		buf_addc(o, '[');
+	if (set['^'])
+		buf_addc(o, '^');
+	if (set[']'] && set['-'])
+		buf_addc(o, '-');
+	buf_addc(o, ']');
+	if (neg)
+		buf_str(o, "|[\xc0-\xff][\x80-\xbf]*)");
+}
+
+/* One member of a bracket expression: ESC_CHAR or ESC_CLASS, or -1. */
+static int
+tr_class_atom(struct tr *t, unsigned char *set, long *cp)
+{
+	int k;
+
+	if (*t->p == '\\') {
+		t->p++;
+		if ((k = tr_escape(t, 1, cp)) < 0)
+			return -1;
+		if (k == ESC_CLASS) {
+			if (*cp >= 'A' && *cp <= 'Z')
+				return tr_fail(t,
+				    "\\%c inside brackets is unsupported",
+				    (int)*cp);
+			class_add(set, (int)*cp);
+			return ESC_CLASS;
+		}
+	} else
+		*cp = (unsigned char)*t->p++;
+	if (*cp >= 0x80)
+		return tr_fail(
+		    t, "non-ASCII character inside brackets is unsupported");
+	return ESC_CHAR;
+}
+
+static int
+tr_bracket(struct tr *t)
+{
+	unsigned char set[128];
+	int neg = 0, k;
+	long lo, hi;
+
+	memset(set, 0, sizeof(set));
+	t->p++;
+	if (*t->p == '^')
+		neg = 1, t->p++;
+	if (*t->p == ']')
+		return tr_fail(t, "empty class [] or [^] is unsupported");
+	while (*t->p != ']') {
+		if (*t->p == '\0')
+			return tr_fail(t, "unterminated [");
+		if ((k = tr_class_atom(t, set, &lo)) < 0)
+			return -1;
+		if (k == ESC_CHAR && t->p[0] == '-' && t->p[1] != ']' &&
+		    t->p[1] != '\0') {
+			t->p++;
+			if ((k = tr_class_atom(t, set, &hi)) < 0)
+				return -1;
+			if (k != ESC_CHAR)
+				return tr_fail(t, "class escape ends a range");
+			if (lo > hi)
+				return tr_fail(t, "range out of order in []");
+			memset(set + lo, 1, (size_t)(hi - lo + 1));
+		} else if (k == ESC_CHAR)
+			set[lo] = 1;
+	}
+	t->p++;
+	emit_set(&t->out, set, neg);
+	return tr_atom(t, 1);
+}
+
+/* A literal character as one atom. */
+static int
+tr_literal(struct tr *t, long cp)
+{
+	if (cp >= 0x80) {
+		buf_addc(&t->out, '(');
+		utf8_enc(&t->out, (uint32_t)cp);
+		buf_addc(&t->out, ')');
+	} else {
+		if (strchr(".[\\()*+?{|^$", (int)cp) != NULL)
+			buf_addc(&t->out, '\\');
+		buf_addc(&t->out, (int)cp);
+	}
+	return tr_atom(t, 1);
+}
+
+/* A decimal count of a quantifier at t->p; -1 when there is none. */
+static long
+tr_count(const char **pp)
+{
+	const char *p = *pp;
+	long n = 0;
+
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if (n <= RE_DUP_LIMIT)
+			n = n * 10 + (*p - '0');
+	*pp = p;
+	return n;
+}
+
+/*
+ * A quantifier "{n}", "{n,}" or "{n,m}" at t->p; 0 when "{" is not one
+ * (ECMA-262 then reads it as a literal), 1 when emitted, -1 on error.
+ */
+static int
+tr_brace(struct tr *t)
+{
+	const char *p = t->p + 1;
+	struct frame *f = &t->fr[t->nfr - 1];
+	long n, m, k;
+
+	if ((n = tr_count(&p)) < 0)
+		return 0;
+	m = n;
+	if (*p == ',') {
+		p++;
+		m = *p == '}' ? -1 : tr_count(&p);
+		if (m < -1 || (m == -1 && *p != '}'))
+			return 0;
+	}
+	if (*p != '}')
+		return 0;
+	if (n > RE_DUP_LIMIT || m > RE_DUP_LIMIT)
+		return tr_fail(t, "repetition count over %d", RE_DUP_LIMIT);
+	if (m >= 0 && n > m)
+		return tr_fail(t, "repetition {%ld,%ld} out of order", n, m);
+	if (f->last == 0)
+		return tr_fail(t, "nothing to repeat before {");
+	buf_add(&t->out, t->p, (size_t)(p + 1 - t->p));
+	t->p = p + 1;
+	k = m >= 0 ? m : n + 1;
+	if (k > 1) {
+		f->total += f->last * (k - 1);
+		if (f->total > RE_COST_MAX)
+			return tr_fail(t,
+			    "pattern would expand to more than %d atoms",
+			    RE_COST_MAX);
+	}
+	f->last = 0;
+	return 1;
+}
+
+static int
+tr_group(struct tr *t)
+{
+	const char *p = t->p + 1;
+
+	if (*p == '?') {
+		if (p[1] == ':') {
+			p += 2;
+		} else if (p[1] == '=' || p[1] == '!') {
+			return tr_fail(
+			    t, "lookahead (?%c is unsupported", p[1]);
+		} else if (p[1] == '<' && (p[2] == '=' || p[2] == '!')) {
+			return tr_fail(
+			    t, "lookbehind (?<%c is unsupported", p[2]);
+		} else if (p[1] == '<') {
+			for (p += 2; is_alnum((unsigned char)*p) || *p == '_' ||
+			     *p == '$';
+			     p++)
+				;
+			if (*p != '>' || p == t->p + 3)
+				return tr_fail(t, "malformed group name");
+			p++;
+		} else
+			return tr_fail(t, "unsupported group (?%c",
+			    p[1] > ' ' && p[1] < 0x7f ? p[1] : '.');
+	}
+	t->p = p;
+	buf_addc(&t->out, '(');
+	if (t->nfr == t->capfr) {
+		t->capfr *= 2;
+		t->fr = xreallocarray(t->fr, t->capfr, sizeof(*t->fr));
+	}
+	t->fr[t->nfr].total = t->fr[t->nfr].last = 0;
+	t->nfr++;
+	return 0;
+}
+
+static int
+tr_step(struct tr *t)
+{
+	unsigned char c = (unsigned char)*t->p;
+	unsigned char set[128];
+	struct frame *f = &t->fr[t->nfr - 1];
+	long cp, cost;
+	uint32_t u;
+	size_t n;
+	int k;
+
+	switch (c) {
+	case '\\':
+		t->p++;
+		if ((k = tr_escape(t, 0, &cp)) < 0)
+			return -1;
+		if (k == ESC_CHAR)
+			return tr_literal(t, cp);
+		memset(set, 0, sizeof(set));
+		class_add(set, (int)cp);
+		emit_set(&t->out, set, cp >= 'A' && cp <= 'Z');
+		return tr_atom(t, 1);
+	case '.':
+		t->p++;
+		memset(set, 0, sizeof(set));
+		set['\n'] = set['\r'] = 1;
+		emit_set(&t->out, set, 1);
+		return tr_atom(t, 1);
+	case '[':
+		return tr_bracket(t);
+	case '(':
+		return tr_group(t);
+	case ')':
+		if (t->nfr == 1)
+			return tr_fail(t, "unmatched )");
+		t->p++;
+		buf_addc(&t->out, ')');
+		cost = f->total > 0 ? f->total : 1;
+		t->nfr--;
+		return tr_atom(t, cost);
+	case '|':
+	case '^':
+	case '$':
+		t->p++;
+		buf_addc(&t->out, c);
+		f->last = 0;
+		return 0;
+	case '*':
+	case '+':
+	case '?':
+		if (f->last == 0)
+			return tr_fail(t, "nothing to repeat before %c", c);
+		t->p++;
+		buf_addc(&t->out, c);
+		f->last = 0;
+		break;
+	case '{':
+		if ((k = tr_brace(t)) != 0)
+			break;
+		t->p++;
+		return tr_literal(t, '{');
+	default:
+		if (c < 0x80) {
+			t->p++;
+			return tr_literal(t, c);
+		}
+		if ((n = utf8_dec(
+		         (const unsigned char *)t->p, strlen(t->p), &u)) == 0)
+			return tr_fail(t, "pattern is not UTF-8");
+		t->p += n;
+		return tr_literal(t, u);
+	}
+	if (t->failed)
+		return -1;
+	/* Lazy quantifiers: greedy finds a match exactly when lazy does. */
+	if (*t->p == '?')
+		t->p++;
+	return 0;
+}
+
+char *
+js_pattern_ere(const char *src, char *err, size_t errlen)
+{
+	struct tr t;
+
+	memset(&t, 0, sizeof(t));
+	t.src = t.p = src;
+	t.err = err;
+	t.errlen = errlen;
+	t.capfr = 8;
+	t.fr = xcalloc(t.capfr, sizeof(*t.fr));
+	t.nfr = 1;
+	buf_add(&t.out, "", 0);
+	while (*t.p != '\0')
+		if (tr_step(&t) < 0)
+			break;
+	if (!t.failed && t.nfr > 1)
+		tr_fail(&t, "unmatched (");
+	free(t.fr);
+	if (t.failed) {
+		free(t.out.s);
+		return NULL;
+	}
+	return t.out.s;
+}
+
+/*
+ * The C locale for regcomp and regexec, made once; the caller's is put
+ * back after each call.
+ */
+static locale_t
+c_locale_enter(void)
+{
+	static locale_t c;
+
+	if (c == (locale_t)0)
+		c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+	return c == (locale_t)0 ? (locale_t)0 : uselocale(c);
+}
+
+static void
+c_locale_leave(locale_t old)
+{
+	if (old != (locale_t)0)
+		uselocale(old);
+}
+
+/* Compile the ECMA-262 pattern src; NULL with err set when it fails. */
+static regex_t *
+rx_compile(const char *src, char *err, size_t errlen)
+{
+	regex_t *re;
+	locale_t old;
+	char *ere, msg[128];
+	int r;
+
+	if ((ere = js_pattern_ere(src, err, errlen)) == NULL)
+		return NULL;
+	re = xmalloc(sizeof(*re));
+	old = c_locale_enter();
+	r = regcomp(re, ere, REG_EXTENDED | REG_NOSUB);
+	if (r != 0)
+		regerror(r, re, msg, sizeof(msg));
+	c_locale_leave(old);
+	free(ere);
+	if (r != 0) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s", msg);
+		free(re);
+		return NULL;
+	}
+	return re;
+}
+
+/* Whether re matches somewhere in the len bytes at s. */
+static int
+rx_search(regex_t *re, const char *s, size_t len)
+{
+	locale_t old;
+	int r;
+#ifdef REG_STARTEND
+	regmatch_t m[1];
+
+	m[0].rm_so = 0;
+	m[0].rm_eo = (regoff_t)(len > INT32_MAX ? INT32_MAX : len);
+	old = c_locale_enter();
+	r = regexec(re, s, 1, m, REG_STARTEND);
+#else
+	(void)len;
+	old = c_locale_enter();
+	r = regexec(re, s, 0, NULL, 0);
+#endif
+	c_locale_leave(old);
+	return r == 0;
+}
+
+/*
+ * JSON values.  A NULL json_object is JSON null, as json-c has it.
+ */
+static int
+is_number(json_object *o)
+{
+	return json_object_is_type(o, json_type_int) ||
+	    json_object_is_type(o, json_type_double);
+}
+
+static int
+dbl_integral(double d)
+{
+	if (d != d)
+		return 0;
+	if (d >= 0x1p52 || d <= -0x1p52)
+		return 1; /* no double that large has a fraction */
+	return (double)(int64_t)d == d;
+}
+
+/* A number with no fractional part. */
+static int
+is_integer(json_object *o)
+{
+	if (json_object_is_type(o, json_type_int))
+		return 1;
+	return json_object_is_type(o, json_type_double) &&
+	    dbl_integral(json_object_get_double(o));
+}
+
+/* Sign and magnitude of a json-c integer (int64 or uint64). */
+static void
+int_get(json_object *o, int *neg, uint64_t *mag)
+{
+	int64_t i = json_object_get_int64(o);
+
+	if (i == INT64_MAX)
+		*neg = 0, *mag = json_object_get_uint64(o);
+	else if (i < 0)
+		*neg = 1, *mag = (uint64_t)(-(i + 1)) + 1;
+	else
+		*neg = 0, *mag = (uint64_t)i;
+}
+
+/* Integers as sign and magnitude (0 is never negative): -1, 0 or 1. */
+static int
+mag_cmp(int an, uint64_t am, int bn, uint64_t bm)
+{
+	if (an != bn)
+		return an ? -1 : 1;
+	if (am == bm)
+		return 0;
+	return (am < bm) != an ? -1 : 1;
+}
+
+/* The integer (sign, magnitude) against the double d, exactly. */
+static int
+int_dbl_cmp(int neg, uint64_t mag, double d)
+{
+	double t;
+	int c;
+
+	if (d != d)
+		return 0;
+	if (d >= 0x1p64)
+		return -1;
+	if (d <= -0x1p64)
+		return 1;
+	/* The integral part, exact, then the fraction. */
+	t = d >= 0x1p52 || d <= -0x1p52 ? d : (double)(int64_t)d;
+	c = mag_cmp(neg, mag, t < 0, t < 0 ? (uint64_t)-t : (uint64_t)t);
+	if (c != 0)
+		return c;
+	return d > t ? -1 : (d < t ? 1 : 0);
+}
+
+/*
+ * Two numbers compared exactly, without the rounding of converting an
+ * integer past 2^53 to a double: -1, 0 or 1.
+ */
+static int
+num_cmp(json_object *a, json_object *b)
+{
+	int an, bn;
+	uint64_t am, bm;
+	double ad, bd;
+
+	if (json_object_is_type(a, json_type_int)) {
+		int_get(a, &an, &am);
+		if (!json_object_is_type(b, json_type_int))
+			return int_dbl_cmp(an, am, json_object_get_double(b));
+		int_get(b, &bn, &bm);
+		return mag_cmp(an, am, bn, bm);
+	}
+	if (json_object_is_type(b, json_type_int)) {
+		int_get(b, &bn, &bm);
+		return -int_dbl_cmp(bn, bm, json_object_get_double(a));
+	}
+	ad = json_object_get_double(a), bd = json_object_get_double(b);
+	return ad < bd ? -1 : (ad > bd ? 1 : 0);
+}
+
+/* A count against a number: -1, 0 or 1. */
+static int
+count_cmp(size_t n, json_object *o)
+{
+	int on;
+	uint64_t om;
+
+	if (!json_object_is_type(o, json_type_int))
+		return int_dbl_cmp(0, n, json_object_get_double(o));
+	int_get(o, &on, &om);
+	return mag_cmp(0, n, on, om);
+}
+
+/* o as an integer below 2^64 in magnitude: 1 with sign and magnitude. */
+static int
+int_parts(json_object *o, int *neg, uint64_t *mag)
+{
+	int64_t i;
+	double d;
+
+	if (json_object_is_type(o, json_type_int)) {
+		int_get(o, neg, mag);
+		return 1;
+	}
+	if (!json_object_is_type(o, json_type_double))
+		return 0;
+	d = json_object_get_double(o);
+	if (!dbl_integral(d) || d >= 0x1p63 || d <= -0x1p63)
+		return 0;
+	i = (int64_t)d;
+	*neg = i < 0;
+	*mag = i < 0 ? (uint64_t)(-(i + 1)) + 1 : (uint64_t)i;
+	return 1;
+}
+
+/*
+ * x a multiple of m (> 0): exactly for integers; else x/m within the
+ * rounding error of a double division of an integer.
+ */
+static int
+multiple_of(json_object *x, json_object *m)
+{
+	uint64_t xm, mm;
+	int xn, mn;
+	double q, r, tol;
+
+	if (int_parts(x, &xn, &xm) && int_parts(m, &mn, &mm) && mm != 0)
+		return xm % mm == 0;
+	q = json_object_get_double(x) / json_object_get_double(m);
+	if (q != q || q - q != 0)
+		return 0; /* NaN or infinite */
+	if (q >= 0x1p52 || q <= -0x1p52)
+		return 1;
+	r = (double)(int64_t)q;
+	if (q - r >= 0.5)
+		r += 1;
+	else if (r - q >= 0.5)
+		r -= 1;
+	tol = 64 * DBL_EPSILON * (q < 0 ? (q < -1 ? -q : 1) : (q > 1 ? q : 1));
+	return (q > r ? q - r : r - q) <= tol;
+}
+
+/*
+ * JSON equality: numbers by value, objects whatever their order.  *work
+ * grows by the values and string bytes compared.
+ */
+static int
+json_equal(json_object *a, json_object *b, long *work)
+{
+	enum json_type ta = json_object_get_type(a),
+	               tb = json_object_get_type(b);
+	size_t i, n;
+	json_object *bv;
+
+	*work += 1;
+	if (is_number(a) && is_number(b))
+		return num_cmp(a, b) == 0;
+	if (ta != tb)
+		return 0;
+	switch (ta) {
+	case json_type_null:
+		return 1;
+	case json_type_boolean:
+		return !json_object_get_boolean(a) ==
+		    !json_object_get_boolean(b);
+	case json_type_string:
+		*work += json_object_get_string_len(a) / 16;
+		return json_object_get_string_len(a) ==
+		    json_object_get_string_len(b) &&
+		    memcmp(json_object_get_string(a), json_object_get_string(b),
+		        (size_t)json_object_get_string_len(a)) == 0;
+	case json_type_array:
+		n = json_object_array_length(a);
+		if (n != json_object_array_length(b))
+			return 0;
+		for (i = 0; i < n; i++)
+			if (!json_equal(json_object_array_get_idx(a, i),
+			        json_object_array_get_idx(b, i), work))
+				return 0;
+		return 1;
+	case json_type_object:
+		if (json_object_object_length(a) !=
+		    json_object_object_length(b))
+			return 0;
+		json_object_object_foreach(a, k, av)
+		{
+			if (!json_object_object_get_ex(b, k, &bv) ||
+			    !json_equal(av, bv, work))
+				return 0;
+		}
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The value of a local $ref in root: "#" and a JSON pointer after
+ * percent-decoding.  0 with *out set (NULL is JSON null), or -1; canon
+ * (if not NULL) gets the pointer without percent escapes.
+ */
+static int
+resolve(
+    json_object *root, const char *ref, json_object **out, struct buf *canon)
+{
+	struct buf dec = { NULL, 0, 0 }, tok = { NULL, 0, 0 };
+	json_object *cur = root, *next;
+	const char *p;
+	size_t idx;
+	int h1, h2, rc = -1;
+
+	if (ref[0] != '#')
+		return -1;
+	buf_add(&dec, "", 0);
+	for (p = ref + 1; *p != '\0'; p++) {
+		if (*p != '%') {
+			buf_addc(&dec, *p);
+			continue;
+		}
+		if ((h1 = hexval((unsigned char)p[1])) < 0 ||
+		    (h2 = hexval((unsigned char)p[2])) < 0 || h1 * 16 + h2 == 0)
+			goto out;
+		buf_addc(&dec, h1 * 16 + h2);
+		p += 2;
+	}
+	if (dec.len > 0 && dec.s[0] != '/')
+		goto out;
+	for (p = dec.s; *p == '/';) {
+		buf_trunc(&tok, 0);
+		buf_add(&tok, "", 0);
+		for (p++; *p != '\0' && *p != '/'; p++) {
+			if (*p != '~') {
+				buf_addc(&tok, *p);
+			} else if (p[1] == '0' || p[1] == '1') {
+				buf_addc(&tok, p[1] == '0' ? '~' : '/');
+				p++;
+			} else
+				goto out;
+		}
+		if (json_object_is_type(cur, json_type_object)) {
+			if (!json_object_object_get_ex(cur, tok.s, &next))
+				goto out;
+		} else if (json_object_is_type(cur, json_type_array)) {
+			if (tok.len == 0 || tok.len > 9 ||
+			    (tok.s[0] == '0' && tok.len > 1) ||
+			    strspn(tok.s, "0123456789") != tok.len)
+				goto out;
+			idx = (size_t)strtoul(tok.s, NULL, 10);
+			if (idx >= json_object_array_length(cur))
+				goto out;
+			next = json_object_array_get_idx(cur, idx);
+		} else
+			goto out;
+		if (canon != NULL)
+			buf_key(canon, tok.s);
+		cur = next;
+	}
+	*out = cur;
+	rc = 0;
+out:
+	free(dec.s);
+	free(tok.s);
+	return rc;
+}
+
+/*
+ * Formats.  Each takes a string without NUL bytes.
+ */
+static int
+digits(const char *s, int n)
+{
+	int v = 0, i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+static int
+mdays(int y, int m)
+{
+	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
+		31 };
+
+	if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+		return 29;
+	return d[m - 1];
+}
+
+/* RFC 3339 full-date at s: its length (10), or 0. */
+static size_t
+fmt_fulldate(const char *s, size_t len)
+{
+	int y, m, d;
+
+	if (len < 10 || s[4] != '-' || s[7] != '-')
+		return 0;
+	y = digits(s, 4), m = digits(s + 5, 2), d = digits(s + 8, 2);
+	if (y < 0 || m < 1 || m > 12 || d < 1 || d > mdays(y, m))
+		return 0;
+	return 10;
+}
+
+/* RFC 3339 full-time, the whole of s; a leap second at 23:59:60 UTC. */
+static int
+fmt_fulltime(const char *s, size_t len)
+{
+	int h, m, sec, oh = 0, om = 0, utc;
+	size_t i = 8;
+
+	if (len < 9 || s[2] != ':' || s[5] != ':')
+		return 0;
+	h = digits(s, 2), m = digits(s + 3, 2), sec = digits(s + 6, 2);
+	if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 60)
+		return 0;
+	if (s[i] == '.') {
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+		if (i == 9)
+			return 0;
+	}
+	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
+		/* UTC */
+	} else if (i + 6 == len && (s[i] == '+' || s[i] == '-') &&
+	    s[i + 3] == ':') {
+		oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+		if (oh < 0 || oh > 23 || om < 0 || om > 59)
+			return 0;
+		if (s[i] == '-')
+			oh = -oh, om = -om;
+	} else
+		return 0;
+	utc = ((h * 60 + m - oh * 60 - om) % 1440 + 1440) % 1440;
+	return sec < 60 || utc == 23 * 60 + 59;
+}
+
+static int
+fmt_date(const char *s, size_t len)
+{
+	return len == 10 && fmt_fulldate(s, len) == 10;
+}
+
+static int
+fmt_time(const char *s, size_t len)
+{
+	return fmt_fulltime(s, len);
+}
+
+static int
+fmt_datetime(const char *s, size_t len)
+{
+	return fmt_fulldate(s, len) == 10 && len > 11 &&
+	    (s[10] == 'T' || s[10] == 't') && fmt_fulltime(s + 11, len - 11);
+}
+
+static int
+fmt_ipv4(const char *s, size_t len)
+{
+	size_t i = 0, start;
+	int part, v;
+
+	for (part = 0; part < 4; part++) {
+		if (part > 0 && (i >= len || s[i++] != '.'))
+			return 0;
+		for (start = i, v = 0; i < len && s[i] >= '0' && s[i] <= '9';
+		     i++)
+			if ((v = v * 10 + (s[i] - '0')) > 255)
+				return 0;
+		if (i == start || i - start > 3 ||
+		    (s[start] == '0' && i - start > 1))
+			return 0;
+	}
+	return i == len;
+}
+
+static int
+fmt_ipv6(const char *s, size_t len)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	unsigned char addr[16];
+
+	if (len >= sizeof(tmp))
+		return 0;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	return inet_pton(AF_INET6, tmp, addr) == 1;
+}
+
+static int
+fmt_uuid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len != 36)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (hexval((unsigned char)s[i]) < 0)
+			return 0;
+	return 1;
+}
+
+/* A host name: dot-separated labels of letters, digits and hyphens. */
+static int
+hostname(const char *s, size_t len)
+{
+	size_t i, start = 0;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			if (!is_alnum((unsigned char)s[i]) && s[i] != '-')
+				return 0;
+			continue;
+		}
+		if (i == start || i - start > 63 || s[start] == '-' ||
+		    s[i - 1] == '-')
+			return 0;
+		start = i + 1;
+	}
+	return 1;
+}
+
+static int
+fmt_email(const char *s, size_t len)
+{
+	const char *at = memchr(s, '@', len);
+	size_t i, l, d;
+
+	if (at == NULL || (l = (size_t)(at - s)) == 0 || l > 64)
+		return 0;
+	d = len - l - 1;
+	for (i = 0; i < l; i++) {
+		if (s[i] == '.') {
+			if (i == 0 || i == l - 1 || s[i - 1] == '.')
+				return 0;
+		} else if (!is_alnum((unsigned char)s[i]) &&
+		    strchr("!#$%&'*+/=?^_`{|}~-", s[i]) == NULL)
+			return 0;
+	}
+	at++;
+	if (d >= 2 && at[0] == '[' && at[d - 1] == ']') {
+		if (d > 7 && strncmp(at + 1, "IPv6:", 5) == 0)
+			return fmt_ipv6(at + 6, d - 7);
+		return fmt_ipv4(at + 1, d - 2);
+	}
+	return hostname(at, d);
+}
+
+static int
+uri_unreserved(int c)
+{
+	return is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int
+uri_subdelim(int c)
+{
+	return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
+}
+
+/* Bytes at s..e that are unreserved, sub-delims, pct-encoded or extra. */
+static int
+uri_chars(const char *s, const char *e, const char *extra)
+{
+	for (; s < e; s++) {
+		if (*s == '%') {
+			if (e - s < 3 || hexval((unsigned char)s[1]) < 0 ||
+			    hexval((unsigned char)s[2]) < 0)
+				return 0;
+			s += 2;
+		} else if (!uri_unreserved((unsigned char)*s) &&
+		    !uri_subdelim((unsigned char)*s) &&
+		    strchr(extra, *s) == NULL)
+			return 0;
+	}
+	return 1;
+}
+
+/* RFC 3986 URI: scheme ":" hier-part ["?" query] ["#" fragment]. */
+static int
+fmt_uri(const char *s, size_t len)
+{
+	const char *p = s, *e = s + len, *a, *h, *q;
+
+	if (len == 0 || !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+		return 0;
+	while (p < e &&
+	    (is_alnum((unsigned char)*p) || *p == '+' || *p == '-' ||
+	        *p == '.'))
+		p++;
+	if (p == e || *p++ != ':')
+		return 0;
+	if (e - p >= 2 && p[0] == '/' && p[1] == '/') {
+		p += 2;
+		for (a = p; a < e && *a != '/' && *a != '?' && *a != '#'; a++)
+			;
+		/* authority p..a: [userinfo "@"] host [":" port] */
+		for (h = a; h > p && h[-1] != '@'; h--)
+			;
+		if (h > p && !uri_chars(p, h - 1, ":"))
+			return 0;
+		if (h < a && *h == '[') {
+			for (q = h; q < a && *q != ']'; q++)
+				;
+			if (q == a || !fmt_ipv6(h + 1, (size_t)(q - h - 1)))
+				return 0;
+			q++;
+		} else {
+			for (q = h; q < a && *q != ':'; q++)
+				;
+			if (!uri_chars(h, q, ""))
+				return 0;
+		}
+		if (q < a &&
+		    (*q++ != ':' || strspn(q, "0123456789") < (size_t)(a - q)))
+			return 0;
+		p = a;
+	}
+	for (q = p; q < e && *q != '?' && *q != '#'; q++)
+		;
+	if (!uri_chars(p, q, ":@/"))
+		return 0;
+	if (q < e && *q == '?') {
+		for (p = ++q; q < e && *q != '#'; q++)
+			;
+		if (!uri_chars(p, q, ":@/?"))
+			return 0;
+	}
+	if (q < e && *q == '#' && !uri_chars(q + 1, e, ":@/?"))
+		return 0;
+	return 1;
+}
+
+static const struct format {
+	const char *name;
+	int (*ok)(const char *, size_t);
+} formats[] = {
+	{ "date", fmt_date },
+	{ "date-time", fmt_datetime },
+	{ "email", fmt_email },
+	{ "ipv4", fmt_ipv4 },
+	{ "ipv6", fmt_ipv6 },
+	{ "time", fmt_time },
+	{ "uri", fmt_uri },
+	{ "uuid", fmt_uuid },
+};
+
+static const struct format *
+format_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(formats); i++)
+		if (strcmp(formats[i].name, name) == 0)
+			return &formats[i];
+	return NULL;
+}
+
+/*
+ * The keyword table.
+ */
+struct val;
+typedef int vfn(struct val *, json_object *, json_object *, json_object *, int);
+
+enum kind {
+	K_ANNOT,     /* any value, ignored */
+	K_SCHEMA,    /* a schema */
+	K_SCHEMAS,   /* a non-empty array of schemas */
+	K_SCHEMAMAP, /* an object of schemas */
+	K_COUNT,     /* a non-negative integer */
+	K_NUMBER,
+	K_POSITIVE, /* a finite number > 0 */
+	K_BOOL,
+	K_TYPE,
+	K_ENUM, /* an array */
+	K_PATTERN,
+	K_PATTERNMAP,
+	K_ITEMS,
+	K_NAMES, /* an array of strings */
+	K_DEPS,
+	K_FORMAT,
+	K_REF,
+	K_ID
+};
+
+struct keyword {
+	const char *name;
+	enum kind kind;
+	vfn *fn; /* NULL: nothing to validate on its own */
+};
+
+static vfn v_additional_items, v_additional_props, v_all_of, v_any_of, v_const,
+    v_contains, v_dependencies, v_enum, v_excl_max, v_excl_min, v_format, v_if,
+    v_items, v_max_items, v_max_length, v_max_props, v_maximum, v_min_items,
+    v_min_length, v_min_props, v_minimum, v_multiple_of, v_not, v_one_of,
+    v_pattern, v_pattern_props, v_properties, v_property_names, v_required,
+    v_type, v_unique_items;
+
+/* Sorted by strcmp(), for bsearch(). */
+static const struct keyword keywords[] = {
+	{ "$comment", K_ANNOT, NULL },
+	{ "$defs", K_SCHEMAMAP, NULL },
+	{ "$id", K_ID, NULL },
+	{ "$ref", K_REF, NULL },
+	{ "$schema", K_ANNOT, NULL },
+	{ "additionalItems", K_SCHEMA, v_additional_items },
+	{ "additionalProperties", K_SCHEMA, v_additional_props },
+	{ "allOf", K_SCHEMAS, v_all_of },
+	{ "anyOf", K_SCHEMAS, v_any_of },
+	{ "const", K_ANNOT, v_const },
+	{ "contains", K_SCHEMA, v_contains },
+	{ "contentEncoding", K_ANNOT, NULL },
+	{ "contentMediaType", K_ANNOT, NULL },
+	{ "default", K_ANNOT, NULL },
+	{ "definitions", K_SCHEMAMAP, NULL },
+	{ "dependencies", K_DEPS, v_dependencies },
+	{ "description", K_ANNOT, NULL },
+	{ "else", K_SCHEMA, NULL },
+	{ "enum", K_ENUM, v_enum },
+	{ "examples", K_ANNOT, NULL },
+	{ "exclusiveMaximum", K_NUMBER, v_excl_max },
+	{ "exclusiveMinimum", K_NUMBER, v_excl_min },
+	{ "format", K_FORMAT, v_format },
+	{ "if", K_SCHEMA, v_if },
+	{ "items", K_ITEMS, v_items },
+	{ "maxItems", K_COUNT, v_max_items },
+	{ "maxLength", K_COUNT, v_max_length },
+	{ "maxProperties", K_COUNT, v_max_props },
+	{ "maximum", K_NUMBER, v_maximum },
+	{ "minItems", K_COUNT, v_min_items },
+	{ "minLength", K_COUNT, v_min_length },
+	{ "minProperties", K_COUNT, v_min_props },
+	{ "minimum", K_NUMBER, v_minimum },
+	{ "multipleOf", K_POSITIVE, v_multiple_of },
+	{ "not", K_SCHEMA, v_not },
+	{ "oneOf", K_SCHEMAS, v_one_of },
+	{ "pattern", K_PATTERN, v_pattern },
+	{ "patternProperties", K_PATTERNMAP, v_pattern_props },
+	{ "properties", K_SCHEMAMAP, v_properties },
+	{ "propertyNames", K_SCHEMA, v_property_names },
+	{ "readOnly", K_ANNOT, NULL },
+	{ "required", K_NAMES, v_required },
+	{ "then", K_SCHEMA, NULL },
+	{ "title", K_ANNOT, NULL },
+	{ "type", K_TYPE, v_type },
+	{ "uniqueItems", K_BOOL, v_unique_items },
+	{ "writeOnly", K_ANNOT, NULL },
+};
+
+static int
+kw_cmp(const void *key, const void *elt)
+{
+	return strcmp(key, ((const struct keyword *)elt)->name);
+}
+
+static const struct keyword *
+kw_find(const char *name)
+{
+	return bsearch(
+	    name, keywords, nitems(keywords), sizeof(keywords[0]), kw_cmp);
+}
+
+static const char *const type_names[] = { "array", "boolean", "integer", "null",
+	"number", "object", "string" };
+
+static int
+type_known(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(type_names); i++)
+		if (strcmp(type_names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * js_check.
+ */
+struct cref {
+	char *to; /* canonical pointer of the target */
+	json_object *target;
+};
+
+struct unknown {
+	char *path;   /* of the member */
+	char *schema; /* of the schema that has it */
+	char *name;
+};
+
+struct chk {
+	json_object *root;
+	char *err;
+	size_t errlen;
+	int failed;
+	struct buf path;
+	json_object **seen;
+	size_t nseen, capseen;
+	struct cref *refs;
+	size_t nrefs, caprefs;
+	struct unknown *unk;
+	size_t nunk, capunk;
+	char *idpath; /* the first $id below the root */
+	int targets;  /* walking the targets of $refs */
+	struct buf quoted;
+};
+
+static void cfail(struct chk *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Fail with the message, then " at " and the path (as a JSON pointer). */
+static void
+cfail(struct chk *c, const char *fmt, ...)
+{
+	struct buf m = { NULL, 0, 0 };
+	va_list ap;
+	char tmp[256];
+
+	if (c->failed)
+		return;
+	c->failed = 1;
+	if (c->err == NULL || c->errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	buf_str(&m, tmp);
+	buf_str(&m, " at ");
+	if (c->path.len == 0)
+		buf_str(&m, "the root");
+	else
+		buf_esc(&m, c->path.s, c->path.len, PATH_MAX_MSG);
+	snprintf(c->err, c->errlen, "%s", m.s);
+	free(m.s);
+}
+
+/* s quoted, escaped and cut for a message (valid until the next call). */
+static const char *
+cquote(struct chk *c, const char *s)
+{
+	buf_trunc(&c->quoted, 0);
+	buf_quote(&c->quoted, s, strlen(s));
+	return c->quoted.s;
+}
+
+static void chk_schema(struct chk *, json_object *);
+
+static void
+chk_push(struct chk *c, const char *key, size_t *mark)
+{
+	*mark = c->path.len;
+	buf_key(&c->path, key);
+}
+
+static void
+chk_pop(struct chk *c, size_t mark)
+{
+	buf_trunc(&c->path, mark);
+}
+
+static int
+is_count(json_object *o)
+{
+	return is_integer(o) && json_object_get_double(o) >= 0;
+}
+
+static int
+chk_names(struct chk *c, json_object *v, const char *what)
+{
+	size_t i, n;
+
+	if (!json_object_is_type(v, json_type_array)) {
+		cfail(c, "%s must be an array of strings", what);
+		return -1;
+	}
+	n = json_object_array_length(v);
+	for (i = 0; i < n; i++)
+		if (!json_object_is_type(
+		        json_object_array_get_idx(v, i), json_type_string)) {
+			cfail(c, "%s must be an array of strings", what);
+			return -1;
+		}
+	return 0;
+}
+
+static void
+chk_pattern(struct chk *c, const char *src)
+{
+	char msg[160];
+	regex_t *re;
+
+	if ((re = rx_compile(src, msg, sizeof(msg))) == NULL) {
+		cfail(c, "pattern %s: %s", cquote(c, src), msg);
+		return;
+	}
+	regfree(re);
+	free(re);
+}
+
+static void
+chk_ref(struct chk *c, json_object *v)
+{
+	struct buf canon = { NULL, 0, 0 };
+	json_object *target;
+	const char *ref;
+
+	if (!json_object_is_type(v, json_type_string)) {
+		cfail(c, "\"$ref\" must be a string");
+		return;
+	}
+	ref = json_object_get_string(v);
+	if (ref[0] != '#' ||
+	    (ref[1] != '\0' && ref[1] != '/' && ref[1] != '%')) {
+		cfail(c, "$ref %s is not a local JSON pointer (unsupported)",
+		    cquote(c, ref));
+		return;
+	}
+	buf_add(&canon, "", 0);
+	if (resolve(c->root, ref, &target, &canon) < 0) {
+		cfail(c, "$ref %s does not resolve", cquote(c, ref));
+		free(canon.s);
+		return;
+	}
+	if (!json_object_is_type(target, json_type_object) &&
+	    !json_object_is_type(target, json_type_boolean)) {
+		cfail(c, "$ref %s names a value that is not a schema",
+		    cquote(c, ref));
+		free(canon.s);
+		return;
+	}
+	if (c->nrefs == c->caprefs) {
+		c->caprefs = c->caprefs > 0 ? c->caprefs * 2 : 8;
+		c->refs = xreallocarray(c->refs, c->caprefs, sizeof(*c->refs));
+	}
+	c->refs[c->nrefs].to = canon.s;
+	c->refs[c->nrefs].target = target;
+	c->nrefs++;
+}
+
+/* The value v of keyword kw in schema s; c->path is the keyword's. */
+static void
+chk_keyword(
+    struct chk *c, json_object *s, const struct keyword *kw, json_object *v)
+{
+	size_t i, n, mark;
+	json_object *e;
+
+	switch (kw->kind) {
+	case K_ANNOT:
+		break;
+	case K_SCHEMA:
+		chk_schema(c, v);
+		break;
+	case K_SCHEMAS:
+		if (!json_object_is_type(v, json_type_array) ||
+		    json_object_array_length(v) == 0) {
+			cfail(c, "\"%s\" must be a non-empty array of schemas",
+			    kw->name);
+			break;
+		}
+		n = json_object_array_length(v);
+		for (i = 0; i < n && !c->failed; i++) {
+			mark = c->path.len;
+			buf_index(&c->path, i);
+			chk_schema(c, json_object_array_get_idx(v, i));
+			chk_pop(c, mark);
+		}
+		break;
+	case K_SCHEMAMAP:
+	case K_PATTERNMAP: {
+		if (!json_object_is_type(v, json_type_object)) {
+			cfail(c, "\"%s\" must be an object", kw->name);
+			break;
+		}
+		json_object_object_foreach(v, key, sub)
+		{
+			chk_push(c, key, &mark);
+			if (kw->kind == K_PATTERNMAP)
+				chk_pattern(c, key);
+			chk_schema(c, sub);
+			chk_pop(c, mark);
+			if (c->failed)
+				break;
+		}
+		break;
+	}
+	case K_COUNT:
+		if (!is_count(v))
+			cfail(c, "\"%s\" must be a non-negative integer",
+			    kw->name);
+		break;
+	case K_NUMBER:
+		if (!is_number(v))
+			cfail(c, "\"%s\" must be a number", kw->name);
+		break;
+	case K_POSITIVE:
+		if (!is_number(v) || !(json_object_get_double(v) > 0) ||
+		    json_object_get_double(v) - json_object_get_double(v) != 0)
+			cfail(c, "\"%s\" must be a number greater than 0",
+			    kw->name);
+		break;
+	case K_BOOL:
+		if (!json_object_is_type(v, json_type_boolean))
+			cfail(c, "\"%s\" must be a boolean", kw->name);
+		break;
+	case K_TYPE:
+		if (json_object_is_type(v, json_type_string)) {
+			if (!type_known(json_object_get_string(v)))
+				cfail(c, "%s is not a type name",
+				    cquote(c, json_object_get_string(v)));
+			break;
+		}
+		if (!json_object_is_type(v, json_type_array) ||
+		    (n = json_object_array_length(v)) == 0) {
+			cfail(c,
+			    "\"type\" must be a type name or a non-empty "
+			    "array of them");
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			e = json_object_array_get_idx(v, i);
+			if (!json_object_is_type(e, json_type_string) ||
+			    !type_known(json_object_get_string(e))) {
+				cfail(c,
+				    "\"type\" must be a type name or a "
+				    "non-empty array of them");
+				break;
+			}
+		}
+		break;
+	case K_ENUM:
+		if (!json_object_is_type(v, json_type_array))
+			cfail(c, "\"enum\" must be an array");
+		break;
+	case K_PATTERN:
+		if (!json_object_is_type(v, json_type_string))
+			cfail(c, "\"pattern\" must be a string");
+		else
+			chk_pattern(c, json_object_get_string(v));
+		break;
+	case K_ITEMS:
+		if (!json_object_is_type(v, json_type_array)) {
+			chk_schema(c, v);
+			break;
+		}
+		n = json_object_array_length(v);
+		for (i = 0; i < n && !c->failed; i++) {
+			mark = c->path.len;
+			buf_index(&c->path, i);
+			chk_schema(c, json_object_array_get_idx(v, i));
+			chk_pop(c, mark);
+		}
+		break;
+	case K_NAMES:
+		chk_names(c, v, "\"required\"");
+		break;
+	case K_DEPS: {
+		if (!json_object_is_type(v, json_type_object)) {
+			cfail(c, "\"dependencies\" must be an object");
+			break;
+		}
+		json_object_object_foreach(v, key, dep)
+		{
+			chk_push(c, key, &mark);
+			if (json_object_is_type(dep, json_type_array))
+				chk_names(c, dep, "a dependency");
+			else
+				chk_schema(c, dep);
+			chk_pop(c, mark);
+			if (c->failed)
+				break;
+		}
+		break;
+	}
+	case K_FORMAT:
+		if (!json_object_is_type(v, json_type_string))
+			cfail(c, "\"format\" must be a string");
+		else if (format_find(json_object_get_string(v)) == NULL)
+			cfail(c, "unsupported format %s",
+			    cquote(c, json_object_get_string(v)));
+		break;
+	case K_REF:
+		chk_ref(c, v);
+		break;
+	case K_ID:
+		if (!json_object_is_type(v, json_type_string))
+			cfail(c, "\"$id\" must be a string");
+		else if (s != c->root && c->idpath == NULL)
+			c->idpath = xstrdup(c->path.s);
+		break;
+	}
+}
+
+static int
+chk_seen(struct chk *c, json_object *s)
+{
+	size_t i;
+
+	for (i = 0; i < c->nseen; i++)
+		if (c->seen[i] == s)
+			return 1;
+	return 0;
+}
+
+/* The schema s; c->path is its path. */
+static void
+chk_schema(struct chk *c, json_object *s)
+{
+	const struct keyword *kw;
+	struct unknown *u;
+	size_t mark;
+
+	if (c->failed || json_object_is_type(s, json_type_boolean))
+		return;
+	if (!json_object_is_type(s, json_type_object)) {
+		cfail(c, "expected a schema (an object or a boolean)");
+		return;
+	}
+	/* In the tree each schema is met once; a target may be met again. */
+	if (c->targets && chk_seen(c, s))
+		return;
+	if (c->nseen == c->capseen) {
+		c->capseen = c->capseen > 0 ? c->capseen * 2 : 32;
+		c->seen = xreallocarray(c->seen, c->capseen, sizeof(*c->seen));
+	}
+	c->seen[c->nseen++] = s;
+	json_object_object_foreach(s, key, v)
+	{
+		chk_push(c, key, &mark);
+		if ((kw = kw_find(key)) != NULL) {
+			chk_keyword(c, s, kw, v);
+		} else {
+			if (c->nunk == c->capunk) {
+				c->capunk = c->capunk > 0 ? c->capunk * 2 : 8;
+				c->unk = xreallocarray(
+				    c->unk, c->capunk, sizeof(*c->unk));
+			}
+			u = &c->unk[c->nunk++];
+			u->path = xstrdup(c->path.s);
+			u->schema = xstrndup(c->path.s, mark);
+			u->name = xstrdup(key);
+		}
+		chk_pop(c, mark);
+		if (c->failed)
+			return;
+	}
+}
+
+/* Whether a $ref points at or into the member at path. */
+static int
+chk_referenced(struct chk *c, const char *path)
+{
+	size_t i, n = strlen(path);
+
+	for (i = 0; i < c->nrefs; i++)
+		if (strncmp(c->refs[i].to, path, n) == 0 &&
+		    (c->refs[i].to[n] == '\0' || c->refs[i].to[n] == '/'))
+			return 1;
+	return 0;
+}
+
+int
+js_check(json_object *schema, char *err, size_t errlen)
+{
+	struct chk c;
+	size_t i;
+
+	memset(&c, 0, sizeof(c));
+	c.root = schema;
+	c.err = err;
+	c.errlen = errlen;
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	buf_add(&c.path, "", 0);
+	chk_schema(&c, schema);
+	/* The targets of $refs that the walk did not reach as schemas. */
+	c.targets = 1;
+	for (i = 0; i < c.nrefs && !c.failed; i++)
+		if (!chk_seen(&c, c.refs[i].target)) {
+			buf_trunc(&c.path, 0);
+			buf_str(&c.path, c.refs[i].to);
+			chk_schema(&c, c.refs[i].target);
+		}
+	for (i = 0; i < c.nunk && !c.failed; i++)
+		if (!chk_referenced(&c, c.unk[i].path)) {
+			buf_trunc(&c.path, 0);
+			buf_str(&c.path, c.unk[i].schema);
+			cfail(&c, "unsupported keyword %s",
+			    cquote(&c, c.unk[i].name));
+		}
+	if (!c.failed && c.idpath != NULL && c.nrefs > 0) {
+		buf_trunc(&c.path, 0);
+		buf_str(&c.path, c.idpath);
+		cfail(&c,
+		    "\"$id\" below the root with \"$ref\" in the schema "
+		    "is unsupported");
+	}
+	for (i = 0; i < c.nrefs; i++)
+		free(c.refs[i].to);
+	for (i = 0; i < c.nunk; i++) {
+		free(c.unk[i].path);
+		free(c.unk[i].schema);
+		free(c.unk[i].name);
+	}
+	free(c.refs);
+	free(c.unk);
+	free(c.seen);
+	free(c.idpath);
+	free(c.path.s);
+	free(c.quoted.s);
+	return c.failed ? -1 : 0;
+}
+
+/*
+ * js_validate.
+ */
+struct rxent {
+	const char *src;
+	regex_t *re; /* NULL: does not compile */
+};
+
+struct val {
+	json_object *root, *errs;
+	int max, nerr;
+	int quiet; /* > 0: trying a branch, report nothing */
+	int depth;
+	long steps;
+	json_object *abort; /* the error that ended the validation */
+	struct buf ipath, spath;
+	struct rxent *rx;
+	size_t nrx, caprx;
+	struct buf shows[3];
+	int nshow;
+};
+
+/* Whether an error would be reported now. */
+static int
+loud(struct val *v)
+{
+	return v->quiet == 0 && v->nerr < v->max && v->abort == NULL;
+}
+
+/* Whether to stop after a failure. */
+static int
+stop(struct val *v)
+{
+	return v->abort != NULL || v->quiet > 0 || v->nerr >= v->max;
+}
+
+static json_object *
+mkerr(struct val *v, const char *msg)
+{
+	json_object *e = json_object_new_object();
+
+	json_object_object_add(e, "path",
+	    json_object_new_string_len(v->ipath.s, (int)v->ipath.len));
+	json_object_object_add(e, "schema_path",
+	    json_object_new_string_len(v->spath.s, (int)v->spath.len));
+	json_object_object_add(e, "message", json_object_new_string(msg));
+	return e;
+}
+
+static int fail(struct val *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail_at(struct val *, const char *, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+report(struct val *v, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (v->errs != NULL)
+		json_object_array_add(v->errs, mkerr(v, msg));
+	v->nerr++;
+}
+
+/* Report an error at the current paths (when loud); returns 1. */
+static int
+fail(struct val *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!loud(v))
+		return 1;
+	va_start(ap, fmt);
+	report(v, fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
+/* The same about the member name of the instance (present or not). */
+static int
+fail_at(struct val *v, const char *name, const char *fmt, ...)
+{
+	size_t im = v->ipath.len;
+	va_list ap;
+
+	if (!loud(v))
+		return 1;
+	buf_key(&v->ipath, name);
+	va_start(ap, fmt);
+	report(v, fmt, ap);
+	va_end(ap);
+	buf_trunc(&v->ipath, im);
+	return 1;
+}
+
+/* End the validation with this error, reported whatever quiet says. */
+static int
+vabort(struct val *v, const char *msg)
+{
+	if (v->abort == NULL)
+		v->abort = mkerr(v, msg);
+	return 1;
+}
+
+/* o for a message: a value cut and escaped, or what it is. */
+static const char *
+show(struct val *v, json_object *o)
+{
+	struct buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
+	const char *s;
+
+	buf_trunc(b, 0);
+	buf_add(b, "", 0);
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		buf_quote(b, json_object_get_string(o),
+		    (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_array:
+		buf_str(b, "an array");
+		break;
+	case json_type_object:
+		buf_str(b, "an object");
+		break;
+	default:
+		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		buf_esc(b, s, strlen(s), QUOTE_MAX);
+		break;
+	}
+	return b->s;
+}
+
+static const char *
+vquote(struct val *v, const char *s)
+{
+	struct buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
+
+	buf_trunc(b, 0);
+	buf_quote(b, s, strlen(s));
+	return b->s;
+}
+
+static const char *
+type_of(json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_null:
+		return "null";
+	case json_type_boolean:
+		return "boolean";
+	case json_type_int:
+		return "integer";
+	case json_type_double:
+		return is_integer(o) ? "integer" : "number";
+	case json_type_string:
+		return "string";
+	case json_type_array:
+		return "array";
+	case json_type_object:
+		return "object";
+	}
+	return "value";
+}
+
+static regex_t *
+rx_get(struct val *v, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i < v->nrx; i++)
+		if (v->rx[i].src == src)
+			return v->rx[i].re;
+	if (v->nrx == v->caprx) {
+		v->caprx = v->caprx > 0 ? v->caprx * 2 : 8;
+		v->rx = xreallocarray(v->rx, v->caprx, sizeof(*v->rx));
+	}
+	v->rx[v->nrx].src = src;
+	v->rx[v->nrx].re = rx_compile(src, NULL, 0);
+	return v->rx[v->nrx++].re;
+}
+
+/*
+ * Count n steps of work: a step is a schema applied to a value, a value
+ * compared, a regexec, 16 bytes of a string scanned.  Past MAX_STEPS the
+ * validation ends; returns 1 then.
+ */
+static int
+spend(struct val *v, long n)
+{
+	v->steps += n;
+	if (v->steps <= MAX_STEPS)
+		return 0;
+	return vabort(v, "validation takes more than 1000000 steps");
+}
+
+static int
+tick(struct val *v)
+{
+	return spend(v, 1);
+}
+
+/* JSON equality, its work counted; not equal once aborted. */
+static int
+equal(struct val *v, json_object *a, json_object *b)
+{
+	long work = 0;
+	int r = json_equal(a, b, &work);
+
+	return spend(v, work) ? 0 : r;
+}
+
+/* Whether pattern src matches s; -1 when it does not compile. */
+static int
+rx_match(struct val *v, const char *src, const char *s, size_t len)
+{
+	regex_t *re = rx_get(v, src);
+
+	if (spend(v, 1 + (long)(len / 16)))
+		return 0;
+	return re == NULL ? -1 : rx_search(re, s, len);
+}
+
+static int validate(struct val *, json_object *, json_object *, int);
+
+/* Validate a member or item: the paths grow by key (or index). */
+static int
+validate_child(struct val *v, json_object *s, json_object *inst,
+    const char *key, size_t idx, const char *skey)
+{
+	size_t im = v->ipath.len, sm = v->spath.len;
+	int r;
+
+	if (key != NULL)
+		buf_key(&v->ipath, key);
+	else
+		buf_index(&v->ipath, idx);
+	if (skey != NULL)
+		buf_key(&v->spath, skey);
+	r = validate(v, s, inst, 0);
+	buf_trunc(&v->ipath, im);
+	buf_trunc(&v->spath, sm);
+	return r;
+}
+
+/* Validate an applicator's subschema i (or skey) on the same instance. */
+static int
+validate_sub(struct val *v, json_object *s, json_object *inst, int same,
+    const char *skey, size_t i)
+{
+	size_t sm = v->spath.len;
+	int r;
+
+	if (skey != NULL)
+		buf_key(&v->spath, skey);
+	else
+		buf_index(&v->spath, i);
+	r = validate(v, s, inst, same + 1);
+	buf_trunc(&v->spath, sm);
+	return r;
+}
+
+/* Try a branch: nothing reported; 0 when it matches. */
+static int
+try(struct val *v, json_object *s, json_object *inst, int same)
+{
+	int r;
+
+	v->quiet++;
+	r = validate(v, s, inst, same + 1);
+	v->quiet--;
+	return r;
+}
+
+static int
+type_is(const char *name, json_object *inst)
+{
+	if (strcmp(name, "integer") == 0)
+		return is_integer(inst);
+	if (strcmp(name, "number") == 0)
+		return is_number(inst);
+	return strcmp(name, type_of(inst)) == 0;
+}
+
+static int
+v_type(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	struct buf want = { NULL, 0, 0 };
+	size_t i, n;
+	const char *t;
+	int r;
+
+	if (json_object_is_type(kv, json_type_string))
+		return type_known(json_object_get_string(kv)) &&
+		    !type_is(json_object_get_string(kv), inst) &&
+		    fail(v, "expected %s, got %s", json_object_get_string(kv),
+		        type_of(inst));
+	if (!json_object_is_type(kv, json_type_array))
+		return 0;
+	n = json_object_array_length(kv);
+	for (i = 0; i < n; i++) {
+		t = json_object_get_string(json_object_array_get_idx(kv, i));
+		if (t == NULL || !type_known(t))
+			continue;
+		if (type_is(t, inst)) {
+			free(want.s);
+			return 0;
+		}
+		if (i > 0)
+			buf_str(&want, i + 1 == n ? " or " : ", ");
+		buf_str(&want, t);
+	}
+	r = fail(v, "expected %s, got %s", want.s != NULL ? want.s : "nothing",
+	    type_of(inst));
+	free(want.s);
+	return r;
+}
+
+static int
+v_enum(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n;
+
+	if (!json_object_is_type(kv, json_type_array))
+		return 0;
+	n = json_object_array_length(kv);
+	for (i = 0; i < n && v->abort == NULL; i++)
+		if (equal(v, json_object_array_get_idx(kv, i), inst))
+			return 0;
+	return loud(v) ? fail(v, "%s is not one of the %zu values of enum",
+	                     show(v, inst), n) :
+	                 1;
+}
+
+static int
+v_const(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	if (equal(v, kv, inst))
+		return 0;
+	return loud(v) ? fail(v, "%s is not the const value %s", show(v, inst),
+	                     show(v, kv)) :
+	                 1;
+}
+
+static int
+v_multiple_of(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	if (!is_number(inst) || !is_number(kv) ||
+	    !(json_object_get_double(kv) > 0) || multiple_of(inst, kv))
+		return 0;
+	return loud(v) ?
+	    fail(v, "%s is not a multiple of %s", show(v, inst), show(v, kv)) :
+	    1;
+}
+
+/* A number instance against a bound: upper (maximum) or not, excl. */
+static int
+v_bound(struct val *v, json_object *kv, json_object *inst, int excl, int upper)
+{
+	int c;
+
+	if (!is_number(inst) || !is_number(kv))
+		return 0;
+	c = num_cmp(inst, kv);
+	if (upper ? (excl ? c < 0 : c <= 0) : (excl ? c > 0 : c >= 0))
+		return 0;
+	if (!loud(v))
+		return 1;
+	if (upper)
+		return excl ? fail(v, "%s is not less than %s", show(v, inst),
+		                  show(v, kv)) :
+		              fail(v, "%s is greater than the maximum %s",
+		                  show(v, inst), show(v, kv));
+	return excl ?
+	    fail(v, "%s is not greater than %s", show(v, inst), show(v, kv)) :
+	    fail(v, "%s is less than the minimum %s", show(v, inst),
+	        show(v, kv));
+}
+
+static int
+v_maximum(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_bound(v, kv, inst, 0, 1);
+}
+
+static int
+v_excl_max(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_bound(v, kv, inst, 1, 1);
+}
+
+static int
+v_minimum(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_bound(v, kv, inst, 0, 0);
+}
+
+static int
+v_excl_min(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_bound(v, kv, inst, 1, 0);
+}
+
+/* A size against a count keyword: upper (max*) or lower (min*). */
+static int
+size_ok(size_t n, json_object *kv, int upper)
+{
+	if (!is_number(kv))
+		return 1;
+	return upper ? count_cmp(n, kv) <= 0 : count_cmp(n, kv) >= 0;
+}
+
+static int
+v_max_length(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t n;
+
+	if (!json_object_is_type(inst, json_type_string))
+		return 0;
+	n = (size_t)json_object_get_string_len(inst);
+	if (spend(v, (long)(n / 16)))
+		return 1;
+	n = utf8_count(json_object_get_string(inst), n);
+	return !size_ok(n, kv, 1) &&
+	    fail(v, "string of %zu characters is longer than %s", n,
+	        show(v, kv));
+}
+
+static int
+v_min_length(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t n;
+
+	if (!json_object_is_type(inst, json_type_string))
+		return 0;
+	n = (size_t)json_object_get_string_len(inst);
+	if (spend(v, (long)(n / 16)))
+		return 1;
+	n = utf8_count(json_object_get_string(inst), n);
+	return !size_ok(n, kv, 0) &&
+	    fail(v, "string of %zu characters is shorter than %s", n,
+	        show(v, kv));
+}
+
+static int
+v_pattern(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	const char *pat = json_object_get_string(kv);
+	int m;
+
+	if (!json_object_is_type(inst, json_type_string) ||
+	    !json_object_is_type(kv, json_type_string))
+		return 0;
+	m = rx_match(v, pat, json_object_get_string(inst),
+	    (size_t)json_object_get_string_len(inst));
+	if (m == 1)
+		return 0;
+	if (!loud(v))
+		return 1;
+	if (m < 0)
+		return fail(v, "pattern %s does not compile", vquote(v, pat));
+	return fail(v, "%s does not match the pattern %s", show(v, inst),
+	    vquote(v, pat));
+}
+
+static int
+v_format(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	const struct format *f;
+	const char *str;
+	size_t len;
+
+	if (!json_object_is_type(inst, json_type_string) ||
+	    !json_object_is_type(kv, json_type_string) ||
+	    (f = format_find(json_object_get_string(kv))) == NULL)
+		return 0;
+	str = json_object_get_string(inst);
+	len = (size_t)json_object_get_string_len(inst);
+	if (spend(v, 1 + (long)(len / 16)))
+		return 1;
+	if (strlen(str) == len && f->ok(str, len))
+		return 0;
+	return loud(v) ?
+	    fail(v, "%s is not a valid %s", show(v, inst), f->name) :
+	    1;
+}
+
+static int
+v_items(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n, k, sm;
+	int failed = 0, r;
+
+	if (!json_object_is_type(inst, json_type_array))
+		return 0;
+	n = json_object_array_length(inst);
+	if (json_object_is_type(kv, json_type_array)) {
+		k = json_object_array_length(kv);
+		for (i = 0; i < n && i < k; i++) {
+			sm = v->spath.len;
+			buf_index(&v->spath, i);
+			r = validate_child(v, json_object_array_get_idx(kv, i),
+			    json_object_array_get_idx(inst, i), NULL, i, NULL);
+			buf_trunc(&v->spath, sm);
+			if (r) {
+				failed = 1;
+				if (stop(v))
+					break;
+			}
+		}
+		return failed;
+	}
+	for (i = 0; i < n; i++)
+		if (validate_child(v, kv, json_object_array_get_idx(inst, i),
+		        NULL, i, NULL)) {
+			failed = 1;
+			if (stop(v))
+				break;
+		}
+	return failed;
+}
+
+static int
+v_additional_items(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	json_object *items;
+	size_t i, n, k;
+	int failed = 0;
+
+	if (!json_object_is_type(inst, json_type_array) ||
+	    !json_object_object_get_ex(s, "items", &items) ||
+	    !json_object_is_type(items, json_type_array))
+		return 0;
+	n = json_object_array_length(inst);
+	k = json_object_array_length(items);
+	if (n <= k)
+		return 0;
+	if (json_object_is_type(kv, json_type_boolean))
+		return !json_object_get_boolean(kv) &&
+		    fail(v, "array has %zu items, more than the %zu of items",
+		        n, k);
+	for (i = k; i < n; i++)
+		if (validate_child(v, kv, json_object_array_get_idx(inst, i),
+		        NULL, i, NULL)) {
+			failed = 1;
+			if (stop(v))
+				break;
+		}
+	return failed;
+}
+
+static int
+v_max_items(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t n;
+
+	if (!json_object_is_type(inst, json_type_array))
+		return 0;
+	n = json_object_array_length(inst);
+	return !size_ok(n, kv, 1) &&
+	    fail(v, "array has %zu items, more than %s", n, show(v, kv));
+}
+
+static int
+v_min_items(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t n;
+
+	if (!json_object_is_type(inst, json_type_array))
+		return 0;
+	n = json_object_array_length(inst);
+	return !size_ok(n, kv, 0) &&
+	    fail(v, "array has %zu items, fewer than %s", n, show(v, kv));
+}
+
+static int
+v_unique_items(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, j, n;
+
+	if (!json_object_is_type(inst, json_type_array) ||
+	    !json_object_get_boolean(kv))
+		return 0;
+	n = json_object_array_length(inst);
+	for (i = 0; i < n; i++)
+		for (j = i + 1; j < n; j++) {
+			if (v->abort != NULL)
+				return 1;
+			if (equal(v, json_object_array_get_idx(inst, i),
+			        json_object_array_get_idx(inst, j)))
+				return fail(
+				    v, "items %zu and %zu are equal", i, j);
+		}
+	return 0;
+}
+
+static int
+v_contains(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n, im;
+	int r;
+
+	if (!json_object_is_type(inst, json_type_array))
+		return 0;
+	n = json_object_array_length(inst);
+	for (i = 0; i < n; i++) {
+		im = v->ipath.len;
+		buf_index(&v->ipath, i);
+		v->quiet++;
+		r = validate(v, kv, json_object_array_get_idx(inst, i), 0);
+		v->quiet--;
+		buf_trunc(&v->ipath, im);
+		if (v->abort != NULL)
+			return 1;
+		if (r == 0)
+			return 0;
+	}
+	return fail(v, "no item matches the schema of contains");
+}
+
+static int
+v_max_props(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t n;
+
+	if (!json_object_is_type(inst, json_type_object))
+		return 0;
+	n = (size_t)json_object_object_length(inst);
+	return !size_ok(n, kv, 1) &&
+	    fail(v, "object has %zu properties, more than %s", n, show(v, kv));
+}
+
+static int
+v_min_props(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t n;
+
+	if (!json_object_is_type(inst, json_type_object))
+		return 0;
+	n = (size_t)json_object_object_length(inst);
+	return !size_ok(n, kv, 0) &&
+	    fail(v, "object has %zu properties, fewer than %s", n, show(v, kv));
+}
+
+static int
+v_required(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n;
+	const char *name;
+	int failed = 0;
+
+	if (!json_object_is_type(inst, json_type_object) ||
+	    !json_object_is_type(kv, json_type_array))
+		return 0;
+	n = json_object_array_length(kv);
+	if (spend(v, (long)n))
+		return 1;
+	for (i = 0; i < n; i++) {
+		name = json_object_get_string(json_object_array_get_idx(kv, i));
+		if (name == NULL || json_object_object_get_ex(inst, name, NULL))
+			continue;
+		failed = 1;
+		if (loud(v))
+			fail_at(v, name, "required property %s is missing",
+			    vquote(v, name));
+		if (stop(v))
+			break;
+	}
+	return failed;
+}
+
+static int
+v_properties(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	json_object *child;
+	int failed = 0;
+
+	if (!json_object_is_type(inst, json_type_object) ||
+	    !json_object_is_type(kv, json_type_object))
+		return 0;
+	if (spend(v, json_object_object_length(kv)))
+		return 1;
+	json_object_object_foreach(kv, name, sub)
+	{
+		if (!json_object_object_get_ex(inst, name, &child))
+			continue;
+		if (validate_child(v, sub, child, name, 0, name)) {
+			failed = 1;
+			if (stop(v))
+				break;
+		}
+	}
+	return failed;
+}
+
+static int
+v_pattern_props(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	int failed = 0;
+
+	if (!json_object_is_type(inst, json_type_object) ||
+	    !json_object_is_type(kv, json_type_object))
+		return 0;
+	json_object_object_foreach(inst, name, child)
+	{
+		json_object_object_foreach(kv, pat, sub)
+		{
+			if (rx_match(v, pat, name, strlen(name)) != 1)
+				continue;
+			if (validate_child(v, sub, child, name, 0, pat)) {
+				failed = 1;
+				if (stop(v))
+					return 1;
+			}
+		}
+	}
+	return failed;
+}
+
+/* Whether name is matched by properties or patternProperties of s. */
+static int
+prop_known(struct val *v, json_object *s, const char *name)
+{
+	json_object *props, *pats;
+
+	if (tick(v))
+		return 1;
+	if (json_object_object_get_ex(s, "properties", &props) &&
+	    json_object_is_type(props, json_type_object) &&
+	    json_object_object_get_ex(props, name, NULL))
+		return 1;
+	if (!json_object_object_get_ex(s, "patternProperties", &pats) ||
+	    !json_object_is_type(pats, json_type_object))
+		return 0;
+	json_object_object_foreach(pats, pat, sub)
+	{
+		(void)sub;
+		if (rx_match(v, pat, name, strlen(name)) == 1)
+			return 1;
+	}
+	return 0;
+}
+
+static int
+v_additional_props(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	int failed = 0, r;
+
+	if (!json_object_is_type(inst, json_type_object))
+		return 0;
+	json_object_object_foreach(inst, name, child)
+	{
+		if (prop_known(v, s, name))
+			continue;
+		if (!json_object_is_type(kv, json_type_boolean))
+			r = validate_child(v, kv, child, name, 0, NULL);
+		else if (json_object_get_boolean(kv))
+			r = 0;
+		else if (loud(v))
+			r = fail_at(v, name,
+			    "additional property %s is not allowed",
+			    vquote(v, name));
+		else
+			r = 1;
+		if (r) {
+			failed = 1;
+			if (stop(v))
+				break;
+		}
+	}
+	return failed;
+}
+
+static int
+v_dependencies(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n, sm;
+	const char *need;
+	int failed = 0, r;
+
+	if (!json_object_is_type(inst, json_type_object) ||
+	    !json_object_is_type(kv, json_type_object))
+		return 0;
+	if (spend(v, json_object_object_length(kv)))
+		return 1;
+	json_object_object_foreach(kv, name, dep)
+	{
+		if (!json_object_object_get_ex(inst, name, NULL))
+			continue;
+		if (!json_object_is_type(dep, json_type_array)) {
+			r = validate_sub(v, dep, inst, same, name, 0);
+		} else {
+			sm = v->spath.len;
+			buf_key(&v->spath, name);
+			n = json_object_array_length(dep);
+			r = spend(v, (long)n);
+			for (i = 0; i < n && v->abort == NULL; i++) {
+				need = json_object_get_string(
+				    json_object_array_get_idx(dep, i));
+				if (need == NULL ||
+				    json_object_object_get_ex(inst, need, NULL))
+					continue;
+				r = 1;
+				if (loud(v))
+					fail_at(v, need,
+					    "property %s requires property %s",
+					    vquote(v, name), vquote(v, need));
+				if (stop(v))
+					break;
+			}
+			buf_trunc(&v->spath, sm);
+		}
+		if (r) {
+			failed = 1;
+			if (stop(v))
+				break;
+		}
+	}
+	return failed;
+}
+
+static int
+v_property_names(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	json_object *key;
+	int failed = 0, r;
+
+	if (!json_object_is_type(inst, json_type_object))
+		return 0;
+	json_object_object_foreach(inst, name, child)
+	{
+		(void)child;
+		key = json_object_new_string(name);
+		v->quiet++;
+		r = validate(v, kv, key, 0);
+		v->quiet--;
+		json_object_put(key);
+		if (v->abort != NULL)
+			return 1;
+		if (r == 0)
+			continue;
+		failed = 1;
+		if (loud(v))
+			fail_at(v, name,
+			    "property name %s does not match propertyNames",
+			    vquote(v, name));
+		if (stop(v))
+			break;
+	}
+	return failed;
+}
+
+static int
+v_all_of(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n;
+	int failed = 0;
+
+	if (!json_object_is_type(kv, json_type_array))
+		return 0;
+	n = json_object_array_length(kv);
+	for (i = 0; i < n; i++)
+		if (validate_sub(v, json_object_array_get_idx(kv, i), inst,
+		        same, NULL, i)) {
+			failed = 1;
+			if (stop(v))
+				break;
+		}
+	return failed;
+}
+
+static int
+v_any_of(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n;
+
+	if (!json_object_is_type(kv, json_type_array))
+		return 0;
+	n = json_object_array_length(kv);
+	for (i = 0; i < n; i++) {
+		if (try(v, json_object_array_get_idx(kv, i), inst, same) == 0)
+			return 0;
+		if (v->abort != NULL)
+			return 1;
+	}
+	return fail(v, "matches none of the %zu schemas of anyOf", n);
+}
+
+static int
+v_one_of(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	size_t i, n, first = 0, matched = 0;
+
+	if (!json_object_is_type(kv, json_type_array))
+		return 0;
+	n = json_object_array_length(kv);
+	for (i = 0; i < n; i++) {
+		if (try(v, json_object_array_get_idx(kv, i), inst, same) != 0) {
+			if (v->abort != NULL)
+				return 1;
+			continue;
+		}
+		if (matched++ > 0)
+			return fail(v,
+			    "matches schemas %zu and %zu of oneOf, not one",
+			    first, i);
+		first = i;
+	}
+	if (matched == 1)
+		return 0;
+	return fail(v, "matches none of the %zu schemas of oneOf", n);
+}
+
+static int
+v_not(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	if (try(v, kv, inst, same) != 0)
+		return v->abort != NULL;
+	return fail(v, "matches the schema of not");
+}
+
+static int
+v_if(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	json_object *branch;
+	const char *name;
+	size_t sm = v->spath.len;
+	int r;
+
+	r = try(v, kv, inst, same);
+	if (v->abort != NULL)
+		return 1;
+	name = r == 0 ? "then" : "else";
+	if (!json_object_object_get_ex(s, name, &branch))
+		return 0;
+	/* The branch is the sibling of "if": swap the last token. */
+	buf_trunc(&v->spath, sm - 3);
+	r = validate_sub(v, branch, inst, same, name, 0);
+	buf_trunc(&v->spath, sm - 3);
+	buf_str(&v->spath, "/if");
+	return r;
+}
+
+static int
+v_ref(struct val *v, json_object *ref, json_object *inst, int same)
+{
+	struct buf saved = { NULL, 0, 0 };
+	json_object *target;
+	const char *str = json_object_get_string(ref);
+	int r;
+
+	if (str == NULL || !json_object_is_type(ref, json_type_string))
+		return 0;
+	buf_add(&saved, v->spath.s, v->spath.len);
+	buf_trunc(&v->spath, 0);
+	if (resolve(v->root, str, &target, &v->spath) < 0) {
+		buf_trunc(&v->spath, 0);
+		buf_add(&v->spath, saved.s, saved.len);
+		buf_str(&v->spath, "/$ref");
+		r = loud(v) ?
+		    fail(v, "$ref %s does not resolve", vquote(v, str)) :
+		    1;
+	} else
+		r = validate(v, target, inst, same + 1);
+	buf_trunc(&v->spath, 0);
+	buf_add(&v->spath, saved.s, saved.len);
+	free(saved.s);
+	return r;
+}
+
+/*
+ * Validate inst against the schema s; v->spath is the path of s.  same:
+ * $ref and applicator steps taken on inst so far.  Returns 0 when inst
+ * is valid, 1 when not, with errors reported when loud.
+ */
+static int
+validate(struct val *v, json_object *s, json_object *inst, int same)
+{
+	const struct keyword *kw;
+	json_object *ref;
+	size_t sm;
+	int failed = 0;
+
+	if (v->abort != NULL)
+		return 1;
+	if (json_object_is_type(s, json_type_boolean))
+		return !json_object_get_boolean(s) &&
+		    fail(v, "no value is allowed here (false schema)");
+	if (!json_object_is_type(s, json_type_object))
+		return 0;
+	if (tick(v))
+		return 1;
+	if (same > MAX_SAME)
+		return vabort(v,
+		    "more than 64 $ref and applicator steps at one place "
+		    "in the instance (a recursive schema?)");
+	if (v->depth >= MAX_DEPTH)
+		return vabort(
+		    v, "schema and instance nest more than 1000 steps deep");
+	v->depth++;
+	if (json_object_object_get_ex(s, "$ref", &ref)) {
+		/* Draft 7: the members beside $ref are ignored. */
+		failed = v_ref(v, ref, inst, same);
+		v->depth--;
+		return failed;
+	}
+	json_object_object_foreach(s, key, kv)
+	{
+		if ((kw = kw_find(key)) == NULL || kw->fn == NULL)
+			continue;
+		sm = v->spath.len;
+		buf_key(&v->spath, key);
+		if (kw->fn(v, s, kv, inst, same))
+			failed = 1;
+		buf_trunc(&v->spath, sm);
+		if (failed && stop(v))
+			break;
+	}
+	v->depth--;
+	return failed;
+}
+
+int
+js_validate(json_object *schema, json_object *instance, json_object *errs,
+    int max_errors)
+{
+	struct val v;
+	size_t i;
+	int r;
+
+	memset(&v, 0, sizeof(v));
+	v.root = schema;
+	v.errs = errs;
+	v.max = max_errors < 1 ? 1 : max_errors;
+	buf_add(&v.ipath, "", 0);
+	buf_add(&v.spath, "", 0);
+	r = validate(&v, schema, instance, 0);
+	if (v.abort != NULL && v.nerr < v.max) {
+		if (v.errs != NULL)
+			json_object_array_add(v.errs, v.abort);
+		else
+			json_object_put(v.abort);
+		v.nerr++;
+	} else {
+		json_object_put(v.abort);
+		if (r != 0 && v.nerr == 0) {
+			/* Cannot happen: a failure always reports. */
+			if (v.errs != NULL)
+				json_object_array_add(
+				    v.errs, mkerr(&v, "invalid"));
+			v.nerr++;
+		}
+	}
+	for (i = 0; i < v.nrx; i++)
+		if (v.rx[i].re != NULL) {
+			regfree(v.rx[i].re);
+			free(v.rx[i].re);
+		}
+	free(v.rx);
+	for (i = 0; i < nitems(v.shows); i++)
+		free(v.shows[i].s);
+	free(v.ipath.s);
+	free(v.spath.s);
+	return v.nerr;
+}
