@@ -19,18 +19,16 @@
  * any schema: steps on one instance location without descending (a $ref
  * loop), nesting in all, and steps in all (refs that branch); hitting one
  * aborts the whole validation with one error, whatever the combinators
- * above would have made of a failure.  Regular expressions are compiled
- * once per call (cached by the address of their source text) and run in
- * the C locale, so that the translation's byte classes mean what they
- * say whatever locale the process has.
+ * above would have made of a failure.  Patterns are translated,
+ * compiled and run by jsregex.c, each compiled once per call (its cache
+ * is keyed by the address of the source text); formats are checked by
+ * jsformat.c.  The growing string that holds paths and messages is
+ * jsregex.h's, since the translation writes into one too.
  */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <float.h>
-#include <locale.h>
 #include <math.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,56 +37,26 @@
 
 #include <json.h>
 
+#include "jsformat.h"
 #include "jsonschema.h"
+#include "jsregex.h"
 #include "log.h"
 #include "util.h"
 
 #define QUOTE_MAX 40     /* bytes of a value or name quoted in a message */
 #define PATH_MAX_MSG 200 /* bytes of a schema path in a js_check message */
-#define RE_DUP_LIMIT 255 /* POSIX's minimum RE_DUP_MAX */
-#define RE_COST_MAX 10000
-#define MAX_SAME 64 /* $ref and applicator steps on one instance node */
+#define MAX_SAME 64      /* $ref and applicator steps on one instance node */
 #define MAX_DEPTH 1000
 #define MAX_STEPS 1000000L
 
-/* A growing NUL-terminated string. */
-struct buf {
-	char *s;
-	size_t len, cap;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		while (b->len + n + 1 > b->cap)
-			b->cap = b->cap > 0 ? b->cap * 2 : 64;
-		b->s = xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void
-buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static void
-buf_addc(struct buf *b, int c)
-{
-	char ch = (char)c;
-
-	buf_add(b, &ch, 1);
-}
-
-static void buf_printf(struct buf *, const char *, ...)
+/*
+ * Paths and messages, on jsregex.h's growing string.
+ */
+static void buf_printf(struct jsr_buf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
-buf_printf(struct buf *b, const char *fmt, ...)
+buf_printf(struct jsr_buf *b, const char *fmt, ...)
 {
 	va_list ap;
 	char tmp[64];
@@ -100,10 +68,10 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	if (n < 0)
 		return;
 	if ((size_t)n < sizeof(tmp)) {
-		buf_add(b, tmp, (size_t)n);
+		jsr_buf_add(b, tmp, (size_t)n);
 		return;
 	}
-	buf_add(b, "", 0);
+	jsr_buf_add(b, "", 0);
 	while (b->len + (size_t)n + 1 > b->cap) {
 		b->cap *= 2;
 		b->s = xrealloc(b->s, b->cap);
@@ -115,7 +83,7 @@ buf_printf(struct buf *b, const char *fmt, ...)
 }
 
 static void
-buf_trunc(struct buf *b, size_t len)
+buf_trunc(struct jsr_buf *b, size_t len)
 {
 	b->len = len;
 	if (b->s != NULL)
@@ -124,81 +92,25 @@ buf_trunc(struct buf *b, size_t len)
 
 /* Append "/" and key as a JSON pointer token (~ as ~0, / as ~1). */
 static void
-buf_key(struct buf *b, const char *key)
+buf_key(struct jsr_buf *b, const char *key)
 {
 	const char *p;
 
-	buf_addc(b, '/');
+	jsr_buf_addc(b, '/');
 	for (p = key; *p != '\0'; p++) {
 		if (*p == '~')
-			buf_add(b, "~0", 2);
+			jsr_buf_add(b, "~0", 2);
 		else if (*p == '/')
-			buf_add(b, "~1", 2);
+			jsr_buf_add(b, "~1", 2);
 		else
-			buf_addc(b, *p);
+			jsr_buf_addc(b, *p);
 	}
 }
 
 static void
-buf_index(struct buf *b, size_t i)
+buf_index(struct jsr_buf *b, size_t i)
 {
 	buf_printf(b, "/%zu", i);
-}
-
-/*
- * The code point of the UTF-8 sequence at s (at most n bytes): its
- * length, or 0 when it is not valid UTF-8.
- */
-static size_t
-utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t c;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	} else if ((s[0] & 0xe0) == 0xc0) {
-		len = 2, c = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3, c = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4, c = s[0] & 0x07;
-	} else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
-	    (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
-static void
-utf8_enc(struct buf *b, uint32_t cp)
-{
-	if (cp < 0x80) {
-		buf_addc(b, (int)cp);
-	} else if (cp < 0x800) {
-		buf_addc(b, 0xc0 | (int)(cp >> 6));
-		buf_addc(b, 0x80 | (int)(cp & 0x3f));
-	} else if (cp < 0x10000) {
-		buf_addc(b, 0xe0 | (int)(cp >> 12));
-		buf_addc(b, 0x80 | (int)((cp >> 6) & 0x3f));
-		buf_addc(b, 0x80 | (int)(cp & 0x3f));
-	} else {
-		buf_addc(b, 0xf0 | (int)(cp >> 18));
-		buf_addc(b, 0x80 | (int)((cp >> 12) & 0x3f));
-		buf_addc(b, 0x80 | (int)((cp >> 6) & 0x3f));
-		buf_addc(b, 0x80 | (int)(cp & 0x3f));
-	}
 }
 
 /*
@@ -208,7 +120,7 @@ utf8_enc(struct buf *b, uint32_t cp)
  * bytes of s, never inside a character, with "...".
  */
 static void
-buf_esc(struct buf *b, const char *src, size_t len, size_t max)
+buf_esc(struct jsr_buf *b, const char *src, size_t len, size_t max)
 {
 	const unsigned char *s = (const unsigned char *)src;
 	size_t i = 0, n;
@@ -216,26 +128,26 @@ buf_esc(struct buf *b, const char *src, size_t len, size_t max)
 
 	while (i < len) {
 		if (i >= max) {
-			buf_add(b, "...", 3);
+			jsr_buf_add(b, "...", 3);
 			return;
 		}
 		if (s[i] == '"' || s[i] == '\\') {
-			buf_addc(b, '\\');
-			buf_addc(b, s[i++]);
+			jsr_buf_addc(b, '\\');
+			jsr_buf_addc(b, s[i++]);
 		} else if (s[i] == '\n') {
-			buf_add(b, "\\n", 2), i++;
+			jsr_buf_add(b, "\\n", 2), i++;
 		} else if (s[i] == '\r') {
-			buf_add(b, "\\r", 2), i++;
+			jsr_buf_add(b, "\\r", 2), i++;
 		} else if (s[i] == '\t') {
-			buf_add(b, "\\t", 2), i++;
+			jsr_buf_add(b, "\\t", 2), i++;
 		} else if (s[i] < 0x20 || s[i] == 0x7f) {
 			buf_printf(b, "\\u%04x", s[i++]);
 		} else if (s[i] < 0x80) {
-			buf_addc(b, s[i++]);
-		} else if ((n = utf8_dec(s + i, len - i, &cp)) == 0) {
+			jsr_buf_addc(b, s[i++]);
+		} else if ((n = jsr_utf8_dec(s + i, len - i, &cp)) == 0) {
 			buf_printf(b, "\\x%02x", s[i++]);
 		} else if (i + n > max) {
-			buf_add(b, "...", 3);
+			jsr_buf_add(b, "...", 3);
 			return;
 		} else {
 			if (cp > 0xffff)
@@ -250,11 +162,11 @@ buf_esc(struct buf *b, const char *src, size_t len, size_t max)
 }
 
 static void
-buf_quote(struct buf *b, const char *s, size_t len)
+buf_quote(struct jsr_buf *b, const char *s, size_t len)
 {
-	buf_addc(b, '"');
+	jsr_buf_addc(b, '"');
 	buf_esc(b, s, len, QUOTE_MAX);
-	buf_addc(b, '"');
+	jsr_buf_addc(b, '"');
 }
 
 /* Code points in len bytes of UTF-8 (bytes that are not continuations). */
@@ -267,641 +179,6 @@ utf8_count(const char *s, size_t len)
 		if (((unsigned char)s[i] & 0xc0) != 0x80)
 			n++;
 	return n;
-}
-
-/*
- * Regular expressions: ECMA-262 to POSIX ERE (see jsonschema.h).
- *
- * The translation keeps a cost per open group, the atoms it holds with
- * counted repetitions multiplied out, to refuse a pattern that regcomp
- * would expand past RE_COST_MAX atoms ("(a{255}){255}").
- */
-struct frame {
-	long total; /* atoms in the group so far */
-	long last;  /* the last atom's, 0 when nothing can be repeated */
-};
-
-struct tr {
-	const char *src, *p;
-	struct buf out;
-	struct frame *fr;
-	size_t nfr, capfr;
-	char *err;
-	size_t errlen;
-	int failed;
-};
-
-static int tr_fail(struct tr *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-tr_fail(struct tr *t, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!t->failed && t->err != NULL && t->errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(t->err, t->errlen, fmt, ap);
-		va_end(ap);
-	}
-	t->failed = 1;
-	return -1;
-}
-
-static int
-tr_atom(struct tr *t, long cost)
-{
-	struct frame *f = &t->fr[t->nfr - 1];
-
-	f->total += cost;
-	f->last = cost;
-	if (f->total > RE_COST_MAX)
-		return tr_fail(t, "pattern would expand to more than %d atoms",
-		    RE_COST_MAX);
-	return 0;
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* n hex digits at p, or -1. */
-static long
-hexn(const char *p, int n)
-{
-	long v = 0;
-	int i, h;
-
-	for (i = 0; i < n; i++) {
-		if ((h = hexval((unsigned char)p[i])) < 0)
-			return -1;
-		v = v * 16 + h;
-	}
-	return v;
-}
-
-static int
-is_alnum(int c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-	    (c >= 'A' && c <= 'Z');
-}
-
-/* \u escape at t->p (just past "\u"): the code point, or -1. */
-static long
-tr_unicode(struct tr *t)
-{
-	const char *p = t->p;
-	long cp, lo;
-
-	if (*p == '{') {
-		for (cp = 0, p++; hexval((unsigned char)*p) >= 0; p++)
-			if ((cp = cp * 16 + hexval((unsigned char)*p)) >
-			    0x10ffff)
-				return tr_fail(t, "\\u{...} past U+10FFFF");
-		if (*p != '}' || p == t->p + 1)
-			return tr_fail(t, "malformed \\u{...} escape");
-		t->p = p + 1;
-	} else {
-		if ((cp = hexn(p, 4)) < 0)
-			return tr_fail(t, "malformed \\u escape");
-		t->p = p + 4;
-		if (cp >= 0xd800 && cp <= 0xdbff && t->p[0] == '\\' &&
-		    t->p[1] == 'u' && (lo = hexn(t->p + 2, 4)) >= 0xdc00 &&
-		    lo <= 0xdfff) {
-			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			t->p += 6;
-		}
-	}
-	if (cp >= 0xd800 && cp <= 0xdfff)
-		return tr_fail(t, "lone surrogate \\u%04lx", cp);
-	return cp;
-}
-
-enum { ESC_CHAR, ESC_CLASS };
-
-/*
- * The escape at t->p, just past a backslash: ESC_CHAR with the code
- * point in *cp, or ESC_CLASS with the letter (d D w W s S) in *cp; -1
- * when unsupported.  In a class, \b is a backspace.
- */
-static int
-tr_escape(struct tr *t, int inclass, long *cp)
-{
-	unsigned char c = (unsigned char)*t->p;
-	uint32_t u;
-	size_t n;
-
-	if (c == '\0')
-		return tr_fail(t, "pattern ends with a backslash");
-	t->p++;
-	switch (c) {
-	case 'd':
-	case 'D':
-	case 'w':
-	case 'W':
-	case 's':
-	case 'S':
-		*cp = c;
-		return ESC_CLASS;
-	case 'n':
-		*cp = '\n';
-		return ESC_CHAR;
-	case 'r':
-		*cp = '\r';
-		return ESC_CHAR;
-	case 't':
-		*cp = '\t';
-		return ESC_CHAR;
-	case 'f':
-		*cp = '\f';
-		return ESC_CHAR;
-	case 'v':
-		*cp = '\v';
-		return ESC_CHAR;
-	case 'b':
-		if (inclass) {
-			*cp = '\b';
-			return ESC_CHAR;
-		}
-		/* FALLTHROUGH */
-	case 'B':
-		return tr_fail(t, "\\%c (word boundary) is unsupported", c);
-	case 'x':
-		if ((*cp = hexn(t->p, 2)) < 0)
-			return tr_fail(t, "malformed \\x escape");
-		t->p += 2;
-		break;
-	case 'u':
-		if ((*cp = tr_unicode(t)) < 0)
-			return -1;
-		break;
-	case 'c':
-		return tr_fail(t, "\\c (control escape) is unsupported");
-	case 'k':
-		return tr_fail(t, "\\k (named backreference) is unsupported");
-	case 'p':
-	case 'P':
-		return tr_fail(
-		    t, "\\%c{...} (Unicode property) is unsupported", c);
-	default:
-		if (c >= '0' && c <= '9')
-			return tr_fail(
-			    t, "\\%c (backreference or NUL) is unsupported", c);
-		if (is_alnum(c))
-			return tr_fail(t, "unknown escape \\%c", c);
-		if (c >= 0x80) {
-			n = utf8_dec((const unsigned char *)t->p - 1,
-			    strlen(t->p - 1), &u);
-			if (n == 0)
-				return tr_fail(t, "pattern is not UTF-8");
-			t->p += n - 1;
-			*cp = u;
-		} else
-			*cp = c;
-		return ESC_CHAR;
-	}
-	if (*cp == 0)
-		return tr_fail(t, "NUL in a pattern is unsupported");
-	return ESC_CHAR;
-}
-
-/* Add the class letter's ASCII members to set. */
-static void
-class_add(unsigned char *set, int letter)
-{
-	int i;
-
-	switch (letter | 0x20) {
-	case 'd':
-		memset(&set['0'], 1, 10);
-		break;
-	case 'w':
-		memset(&set['0'], 1, 10);
-		memset(&set['A'], 1, 26);
-		memset(&set['a'], 1, 26);
-		set['_'] = 1;
-		break;
-	case 's':
-		for (i = '\t'; i <= '\r'; i++)
-			set[i] = 1;
-		set[' '] = 1;
-		break;
-	}
-}
-
-static int
-set_special(int c)
-{
-	return c == ']' || c == '-' || c == '^' || c == '[';
-}
-
-/*
- * Emit the ASCII set (no NUL) as a bracket expression.  Negated, the
- * atom is "one code point not in set": an ASCII byte not in it, or a
- * lead byte and its continuation bytes, so that it never matches half
- * of a character.  POSIX wants ']' first, '-' first or last, '^' not
- * first, and no '[' before ':', '.' or '='.
- */
-static void
-emit_set(struct buf *o, const unsigned char *set, int neg)
-{
-	int i, j, k, n = 0;
-
-	for (i = 1; i < 128; i++)
-		n += set[i] && !set_special(i);
-	if (!neg && n == 0 && set['^'] && !set[']'] && !set['-'] && !set['[']) {
-		buf_add(o, "\\^", 2);
-		return;
-	}
-	buf_str(o, neg ? "([^" : "[");
-	if (set[']'])
-		buf_addc(o, ']');
-	else if (set['-'])
-		buf_addc(o, '-');
-	for (i = 1; i < 128; i = j) {
-		if (!set[i] || set_special(i)) {
-			j = i + 1;
-			continue;
-		}
-		for (j = i; j < 128 && set[j] && !set_special(j); j++)
-			;
-		if (j - i >= 3) {
-			buf_addc(o, i);
-			buf_addc(o, '-');
-			buf_addc(o, j - 1);
-		} else
-			for (k = i; k < j; k++)
-				buf_addc(o, k);
-	}
-	if (neg)
-		buf_str(o, "\x80-\xff");
-	if (set['['])
-		buf_addc(o, '[');
-	if (set['^'])
-		buf_addc(o, '^');
-	if (set[']'] && set['-'])
-		buf_addc(o, '-');
-	buf_addc(o, ']');
-	if (neg)
-		buf_str(o, "|[\xc0-\xff][\x80-\xbf]*)");
-}
-
-/* One member of a bracket expression: ESC_CHAR or ESC_CLASS, or -1. */
-static int
-tr_class_atom(struct tr *t, unsigned char *set, long *cp)
-{
-	int k;
-
-	if (*t->p == '\\') {
-		t->p++;
-		if ((k = tr_escape(t, 1, cp)) < 0)
-			return -1;
-		if (k == ESC_CLASS) {
-			if (*cp >= 'A' && *cp <= 'Z')
-				return tr_fail(t,
-				    "\\%c inside brackets is unsupported",
-				    (int)*cp);
-			class_add(set, (int)*cp);
-			return ESC_CLASS;
-		}
-	} else
-		*cp = (unsigned char)*t->p++;
-	if (*cp >= 0x80)
-		return tr_fail(
-		    t, "non-ASCII character inside brackets is unsupported");
-	return ESC_CHAR;
-}
-
-static int
-tr_bracket(struct tr *t)
-{
-	unsigned char set[128];
-	int neg = 0, k;
-	long lo, hi;
-
-	memset(set, 0, sizeof(set));
-	t->p++;
-	if (*t->p == '^')
-		neg = 1, t->p++;
-	if (*t->p == ']')
-		return tr_fail(t, "empty class [] or [^] is unsupported");
-	while (*t->p != ']') {
-		if (*t->p == '\0')
-			return tr_fail(t, "unterminated [");
-		if ((k = tr_class_atom(t, set, &lo)) < 0)
-			return -1;
-		if (k == ESC_CHAR && t->p[0] == '-' && t->p[1] != ']' &&
-		    t->p[1] != '\0') {
-			t->p++;
-			if ((k = tr_class_atom(t, set, &hi)) < 0)
-				return -1;
-			if (k != ESC_CHAR)
-				return tr_fail(t, "class escape ends a range");
-			if (lo > hi)
-				return tr_fail(t, "range out of order in []");
-			memset(set + lo, 1, (size_t)(hi - lo + 1));
-		} else if (k == ESC_CHAR)
-			set[lo] = 1;
-	}
-	t->p++;
-	emit_set(&t->out, set, neg);
-	return tr_atom(t, 1);
-}
-
-/* A literal character as one atom. */
-static int
-tr_literal(struct tr *t, long cp)
-{
-	if (cp >= 0x80) {
-		buf_addc(&t->out, '(');
-		utf8_enc(&t->out, (uint32_t)cp);
-		buf_addc(&t->out, ')');
-	} else {
-		if (strchr(".[\\()*+?{|^$", (int)cp) != NULL)
-			buf_addc(&t->out, '\\');
-		buf_addc(&t->out, (int)cp);
-	}
-	return tr_atom(t, 1);
-}
-
-/* A decimal count of a quantifier at t->p; -1 when there is none. */
-static long
-tr_count(const char **pp)
-{
-	const char *p = *pp;
-	long n = 0;
-
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++)
-		if (n <= RE_DUP_LIMIT)
-			n = n * 10 + (*p - '0');
-	*pp = p;
-	return n;
-}
-
-/*
- * A quantifier "{n}", "{n,}" or "{n,m}" at t->p; 0 when "{" is not one
- * (ECMA-262 then reads it as a literal), 1 when emitted, -1 on error.
- */
-static int
-tr_brace(struct tr *t)
-{
-	const char *p = t->p + 1;
-	struct frame *f = &t->fr[t->nfr - 1];
-	long n, m, k;
-
-	if ((n = tr_count(&p)) < 0)
-		return 0;
-	m = n;
-	if (*p == ',') {
-		p++;
-		m = *p == '}' ? -1 : tr_count(&p);
-		if (m < -1 || (m == -1 && *p != '}'))
-			return 0;
-	}
-	if (*p != '}')
-		return 0;
-	if (n > RE_DUP_LIMIT || m > RE_DUP_LIMIT)
-		return tr_fail(t, "repetition count over %d", RE_DUP_LIMIT);
-	if (m >= 0 && n > m)
-		return tr_fail(t, "repetition {%ld,%ld} out of order", n, m);
-	if (f->last == 0)
-		return tr_fail(t, "nothing to repeat before {");
-	buf_add(&t->out, t->p, (size_t)(p + 1 - t->p));
-	t->p = p + 1;
-	k = m >= 0 ? m : n + 1;
-	if (k > 1) {
-		f->total += f->last * (k - 1);
-		if (f->total > RE_COST_MAX)
-			return tr_fail(t,
-			    "pattern would expand to more than %d atoms",
-			    RE_COST_MAX);
-	}
-	f->last = 0;
-	return 1;
-}
-
-static int
-tr_group(struct tr *t)
-{
-	const char *p = t->p + 1;
-
-	if (*p == '?') {
-		if (p[1] == ':') {
-			p += 2;
-		} else if (p[1] == '=' || p[1] == '!') {
-			return tr_fail(
-			    t, "lookahead (?%c is unsupported", p[1]);
-		} else if (p[1] == '<' && (p[2] == '=' || p[2] == '!')) {
-			return tr_fail(
-			    t, "lookbehind (?<%c is unsupported", p[2]);
-		} else if (p[1] == '<') {
-			for (p += 2; is_alnum((unsigned char)*p) || *p == '_' ||
-			     *p == '$';
-			     p++)
-				;
-			if (*p != '>' || p == t->p + 3)
-				return tr_fail(t, "malformed group name");
-			p++;
-		} else
-			return tr_fail(t, "unsupported group (?%c",
-			    p[1] > ' ' && p[1] < 0x7f ? p[1] : '.');
-	}
-	t->p = p;
-	buf_addc(&t->out, '(');
-	if (t->nfr == t->capfr) {
-		t->capfr *= 2;
-		t->fr = xreallocarray(t->fr, t->capfr, sizeof(*t->fr));
-	}
-	t->fr[t->nfr].total = t->fr[t->nfr].last = 0;
-	t->nfr++;
-	return 0;
-}
-
-static int
-tr_step(struct tr *t)
-{
-	unsigned char c = (unsigned char)*t->p;
-	unsigned char set[128];
-	struct frame *f = &t->fr[t->nfr - 1];
-	long cp, cost;
-	uint32_t u;
-	size_t n;
-	int k;
-
-	switch (c) {
-	case '\\':
-		t->p++;
-		if ((k = tr_escape(t, 0, &cp)) < 0)
-			return -1;
-		if (k == ESC_CHAR)
-			return tr_literal(t, cp);
-		memset(set, 0, sizeof(set));
-		class_add(set, (int)cp);
-		emit_set(&t->out, set, cp >= 'A' && cp <= 'Z');
-		return tr_atom(t, 1);
-	case '.':
-		t->p++;
-		memset(set, 0, sizeof(set));
-		set['\n'] = set['\r'] = 1;
-		emit_set(&t->out, set, 1);
-		return tr_atom(t, 1);
-	case '[':
-		return tr_bracket(t);
-	case '(':
-		return tr_group(t);
-	case ')':
-		if (t->nfr == 1)
-			return tr_fail(t, "unmatched )");
-		t->p++;
-		buf_addc(&t->out, ')');
-		cost = f->total > 0 ? f->total : 1;
-		t->nfr--;
-		return tr_atom(t, cost);
-	case '|':
-	case '^':
-	case '$':
-		t->p++;
-		buf_addc(&t->out, c);
-		f->last = 0;
-		return 0;
-	case '*':
-	case '+':
-	case '?':
-		if (f->last == 0)
-			return tr_fail(t, "nothing to repeat before %c", c);
-		t->p++;
-		buf_addc(&t->out, c);
-		f->last = 0;
-		break;
-	case '{':
-		if ((k = tr_brace(t)) != 0)
-			break;
-		t->p++;
-		return tr_literal(t, '{');
-	default:
-		if (c < 0x80) {
-			t->p++;
-			return tr_literal(t, c);
-		}
-		if ((n = utf8_dec(
-		         (const unsigned char *)t->p, strlen(t->p), &u)) == 0)
-			return tr_fail(t, "pattern is not UTF-8");
-		t->p += n;
-		return tr_literal(t, u);
-	}
-	if (t->failed)
-		return -1;
-	/* Lazy quantifiers: greedy finds a match exactly when lazy does. */
-	if (*t->p == '?')
-		t->p++;
-	return 0;
-}
-
-char *
-js_pattern_ere(const char *src, char *err, size_t errlen)
-{
-	struct tr t;
-
-	memset(&t, 0, sizeof(t));
-	t.src = t.p = src;
-	t.err = err;
-	t.errlen = errlen;
-	t.capfr = 8;
-	t.fr = xcalloc(t.capfr, sizeof(*t.fr));
-	t.nfr = 1;
-	buf_add(&t.out, "", 0);
-	while (*t.p != '\0')
-		if (tr_step(&t) < 0)
-			break;
-	if (!t.failed && t.nfr > 1)
-		tr_fail(&t, "unmatched (");
-	free(t.fr);
-	if (t.failed) {
-		free(t.out.s);
-		return NULL;
-	}
-	return t.out.s;
-}
-
-/*
- * The C locale for regcomp and regexec, made once; the caller's is put
- * back after each call.
- */
-static locale_t
-c_locale_enter(void)
-{
-	static locale_t c;
-
-	if (c == (locale_t)0)
-		c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-	return c == (locale_t)0 ? (locale_t)0 : uselocale(c);
-}
-
-static void
-c_locale_leave(locale_t old)
-{
-	if (old != (locale_t)0)
-		uselocale(old);
-}
-
-/* Compile the ECMA-262 pattern src; NULL with err set when it fails. */
-static regex_t *
-rx_compile(const char *src, char *err, size_t errlen)
-{
-	regex_t *re;
-	locale_t old;
-	char *ere, msg[128];
-	int r;
-
-	if ((ere = js_pattern_ere(src, err, errlen)) == NULL)
-		return NULL;
-	re = xmalloc(sizeof(*re));
-	old = c_locale_enter();
-	r = regcomp(re, ere, REG_EXTENDED | REG_NOSUB);
-	if (r != 0)
-		regerror(r, re, msg, sizeof(msg));
-	c_locale_leave(old);
-	free(ere);
-	if (r != 0) {
-		if (err != NULL && errlen > 0)
-			snprintf(err, errlen, "%s", msg);
-		free(re);
-		return NULL;
-	}
-	return re;
-}
-
-/* Whether re matches somewhere in the len bytes at s. */
-static int
-rx_search(regex_t *re, const char *s, size_t len)
-{
-	locale_t old;
-	int r;
-#ifdef REG_STARTEND
-	regmatch_t m[1];
-
-	m[0].rm_so = 0;
-	m[0].rm_eo = (regoff_t)(len > INT32_MAX ? INT32_MAX : len);
-	old = c_locale_enter();
-	r = regexec(re, s, 1, m, REG_STARTEND);
-#else
-	(void)len;
-	old = c_locale_enter();
-	r = regexec(re, s, 0, NULL, 0);
-#endif
-	c_locale_leave(old);
-	return r == 0;
 }
 
 /*
@@ -1128,10 +405,10 @@ json_equal(json_object *a, json_object *b, long *work)
  * (if not NULL) gets the pointer without percent escapes.
  */
 static int
-resolve(
-    json_object *root, const char *ref, json_object **out, struct buf *canon)
+resolve(json_object *root, const char *ref, json_object **out,
+    struct jsr_buf *canon)
 {
-	struct buf dec = { NULL, 0, 0 }, tok = { NULL, 0, 0 };
+	struct jsr_buf dec = { NULL, 0, 0 }, tok = { NULL, 0, 0 };
 	json_object *cur = root, *next;
 	const char *p;
 	size_t idx;
@@ -1139,28 +416,29 @@ resolve(
 
 	if (ref[0] != '#')
 		return -1;
-	buf_add(&dec, "", 0);
+	jsr_buf_add(&dec, "", 0);
 	for (p = ref + 1; *p != '\0'; p++) {
 		if (*p != '%') {
-			buf_addc(&dec, *p);
+			jsr_buf_addc(&dec, *p);
 			continue;
 		}
-		if ((h1 = hexval((unsigned char)p[1])) < 0 ||
-		    (h2 = hexval((unsigned char)p[2])) < 0 || h1 * 16 + h2 == 0)
+		if ((h1 = jsr_hexval((unsigned char)p[1])) < 0 ||
+		    (h2 = jsr_hexval((unsigned char)p[2])) < 0 ||
+		    h1 * 16 + h2 == 0)
 			goto out;
-		buf_addc(&dec, h1 * 16 + h2);
+		jsr_buf_addc(&dec, h1 * 16 + h2);
 		p += 2;
 	}
 	if (dec.len > 0 && dec.s[0] != '/')
 		goto out;
 	for (p = dec.s; *p == '/';) {
 		buf_trunc(&tok, 0);
-		buf_add(&tok, "", 0);
+		jsr_buf_add(&tok, "", 0);
 		for (p++; *p != '\0' && *p != '/'; p++) {
 			if (*p != '~') {
-				buf_addc(&tok, *p);
+				jsr_buf_addc(&tok, *p);
 			} else if (p[1] == '0' || p[1] == '1') {
-				buf_addc(&tok, p[1] == '0' ? '~' : '/');
+				jsr_buf_addc(&tok, p[1] == '0' ? '~' : '/');
 				p++;
 			} else
 				goto out;
@@ -1189,306 +467,6 @@ out:
 	free(dec.s);
 	free(tok.s);
 	return rc;
-}
-
-/*
- * Formats.  Each takes a string without NUL bytes.
- */
-static int
-digits(const char *s, int n)
-{
-	int v = 0, i;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
-static int
-mdays(int y, int m)
-{
-	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
-		31 };
-
-	if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
-		return 29;
-	return d[m - 1];
-}
-
-/* RFC 3339 full-date at s: its length (10), or 0. */
-static size_t
-fmt_fulldate(const char *s, size_t len)
-{
-	int y, m, d;
-
-	if (len < 10 || s[4] != '-' || s[7] != '-')
-		return 0;
-	y = digits(s, 4), m = digits(s + 5, 2), d = digits(s + 8, 2);
-	if (y < 0 || m < 1 || m > 12 || d < 1 || d > mdays(y, m))
-		return 0;
-	return 10;
-}
-
-/* RFC 3339 full-time, the whole of s; a leap second at 23:59:60 UTC. */
-static int
-fmt_fulltime(const char *s, size_t len)
-{
-	int h, m, sec, oh = 0, om = 0, utc;
-	size_t i = 8;
-
-	if (len < 9 || s[2] != ':' || s[5] != ':')
-		return 0;
-	h = digits(s, 2), m = digits(s + 3, 2), sec = digits(s + 6, 2);
-	if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 60)
-		return 0;
-	if (s[i] == '.') {
-		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-			;
-		if (i == 9)
-			return 0;
-	}
-	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
-		/* UTC */
-	} else if (i + 6 == len && (s[i] == '+' || s[i] == '-') &&
-	    s[i + 3] == ':') {
-		oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
-		if (oh < 0 || oh > 23 || om < 0 || om > 59)
-			return 0;
-		if (s[i] == '-')
-			oh = -oh, om = -om;
-	} else
-		return 0;
-	utc = ((h * 60 + m - oh * 60 - om) % 1440 + 1440) % 1440;
-	return sec < 60 || utc == 23 * 60 + 59;
-}
-
-static int
-fmt_date(const char *s, size_t len)
-{
-	return len == 10 && fmt_fulldate(s, len) == 10;
-}
-
-static int
-fmt_time(const char *s, size_t len)
-{
-	return fmt_fulltime(s, len);
-}
-
-static int
-fmt_datetime(const char *s, size_t len)
-{
-	return fmt_fulldate(s, len) == 10 && len > 11 &&
-	    (s[10] == 'T' || s[10] == 't') && fmt_fulltime(s + 11, len - 11);
-}
-
-static int
-fmt_ipv4(const char *s, size_t len)
-{
-	size_t i = 0, start;
-	int part, v;
-
-	for (part = 0; part < 4; part++) {
-		if (part > 0 && (i >= len || s[i++] != '.'))
-			return 0;
-		for (start = i, v = 0; i < len && s[i] >= '0' && s[i] <= '9';
-		     i++)
-			if ((v = v * 10 + (s[i] - '0')) > 255)
-				return 0;
-		if (i == start || i - start > 3 ||
-		    (s[start] == '0' && i - start > 1))
-			return 0;
-	}
-	return i == len;
-}
-
-static int
-fmt_ipv6(const char *s, size_t len)
-{
-	char tmp[INET6_ADDRSTRLEN];
-	unsigned char addr[16];
-
-	if (len >= sizeof(tmp))
-		return 0;
-	memcpy(tmp, s, len);
-	tmp[len] = '\0';
-	return inet_pton(AF_INET6, tmp, addr) == 1;
-}
-
-static int
-fmt_uuid(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len != 36)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (hexval((unsigned char)s[i]) < 0)
-			return 0;
-	return 1;
-}
-
-/* A host name: dot-separated labels of letters, digits and hyphens. */
-static int
-hostname(const char *s, size_t len)
-{
-	size_t i, start = 0;
-
-	if (len == 0 || len > 253)
-		return 0;
-	for (i = 0; i <= len; i++) {
-		if (i < len && s[i] != '.') {
-			if (!is_alnum((unsigned char)s[i]) && s[i] != '-')
-				return 0;
-			continue;
-		}
-		if (i == start || i - start > 63 || s[start] == '-' ||
-		    s[i - 1] == '-')
-			return 0;
-		start = i + 1;
-	}
-	return 1;
-}
-
-static int
-fmt_email(const char *s, size_t len)
-{
-	const char *at = memchr(s, '@', len);
-	size_t i, l, d;
-
-	if (at == NULL || (l = (size_t)(at - s)) == 0 || l > 64)
-		return 0;
-	d = len - l - 1;
-	for (i = 0; i < l; i++) {
-		if (s[i] == '.') {
-			if (i == 0 || i == l - 1 || s[i - 1] == '.')
-				return 0;
-		} else if (!is_alnum((unsigned char)s[i]) &&
-		    strchr("!#$%&'*+/=?^_`{|}~-", s[i]) == NULL)
-			return 0;
-	}
-	at++;
-	if (d >= 2 && at[0] == '[' && at[d - 1] == ']') {
-		if (d > 7 && strncmp(at + 1, "IPv6:", 5) == 0)
-			return fmt_ipv6(at + 6, d - 7);
-		return fmt_ipv4(at + 1, d - 2);
-	}
-	return hostname(at, d);
-}
-
-static int
-uri_unreserved(int c)
-{
-	return is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
-}
-
-static int
-uri_subdelim(int c)
-{
-	return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
-}
-
-/* Bytes at s..e that are unreserved, sub-delims, pct-encoded or extra. */
-static int
-uri_chars(const char *s, const char *e, const char *extra)
-{
-	for (; s < e; s++) {
-		if (*s == '%') {
-			if (e - s < 3 || hexval((unsigned char)s[1]) < 0 ||
-			    hexval((unsigned char)s[2]) < 0)
-				return 0;
-			s += 2;
-		} else if (!uri_unreserved((unsigned char)*s) &&
-		    !uri_subdelim((unsigned char)*s) &&
-		    strchr(extra, *s) == NULL)
-			return 0;
-	}
-	return 1;
-}
-
-/* RFC 3986 URI: scheme ":" hier-part ["?" query] ["#" fragment]. */
-static int
-fmt_uri(const char *s, size_t len)
-{
-	const char *p = s, *e = s + len, *a, *h, *q;
-
-	if (len == 0 || !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-		return 0;
-	while (p < e &&
-	    (is_alnum((unsigned char)*p) || *p == '+' || *p == '-' ||
-	        *p == '.'))
-		p++;
-	if (p == e || *p++ != ':')
-		return 0;
-	if (e - p >= 2 && p[0] == '/' && p[1] == '/') {
-		p += 2;
-		for (a = p; a < e && *a != '/' && *a != '?' && *a != '#'; a++)
-			;
-		/* authority p..a: [userinfo "@"] host [":" port] */
-		for (h = a; h > p && h[-1] != '@'; h--)
-			;
-		if (h > p && !uri_chars(p, h - 1, ":"))
-			return 0;
-		if (h < a && *h == '[') {
-			for (q = h; q < a && *q != ']'; q++)
-				;
-			if (q == a || !fmt_ipv6(h + 1, (size_t)(q - h - 1)))
-				return 0;
-			q++;
-		} else {
-			for (q = h; q < a && *q != ':'; q++)
-				;
-			if (!uri_chars(h, q, ""))
-				return 0;
-		}
-		if (q < a &&
-		    (*q++ != ':' || strspn(q, "0123456789") < (size_t)(a - q)))
-			return 0;
-		p = a;
-	}
-	for (q = p; q < e && *q != '?' && *q != '#'; q++)
-		;
-	if (!uri_chars(p, q, ":@/"))
-		return 0;
-	if (q < e && *q == '?') {
-		for (p = ++q; q < e && *q != '#'; q++)
-			;
-		if (!uri_chars(p, q, ":@/?"))
-			return 0;
-	}
-	if (q < e && *q == '#' && !uri_chars(q + 1, e, ":@/?"))
-		return 0;
-	return 1;
-}
-
-static const struct format {
-	const char *name;
-	int (*ok)(const char *, size_t);
-} formats[] = {
-	{ "date", fmt_date },
-	{ "date-time", fmt_datetime },
-	{ "email", fmt_email },
-	{ "ipv4", fmt_ipv4 },
-	{ "ipv6", fmt_ipv6 },
-	{ "time", fmt_time },
-	{ "uri", fmt_uri },
-	{ "uuid", fmt_uuid },
-};
-
-static const struct format *
-format_find(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < nitems(formats); i++)
-		if (strcmp(formats[i].name, name) == 0)
-			return &formats[i];
-	return NULL;
 }
 
 /*
@@ -1628,7 +606,7 @@ struct chk {
 	char *err;
 	size_t errlen;
 	int failed;
-	struct buf path;
+	struct jsr_buf path;
 	json_object **seen;
 	size_t nseen, capseen;
 	struct cref *refs;
@@ -1637,7 +615,7 @@ struct chk {
 	size_t nunk, capunk;
 	char *idpath; /* the first $id below the root */
 	int targets;  /* walking the targets of $refs */
-	struct buf quoted;
+	struct jsr_buf quoted;
 };
 
 static void cfail(struct chk *, const char *, ...)
@@ -1647,7 +625,7 @@ static void cfail(struct chk *, const char *, ...)
 static void
 cfail(struct chk *c, const char *fmt, ...)
 {
-	struct buf m = { NULL, 0, 0 };
+	struct jsr_buf m = { NULL, 0, 0 };
 	va_list ap;
 	char tmp[256];
 
@@ -1659,10 +637,10 @@ cfail(struct chk *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
-	buf_str(&m, tmp);
-	buf_str(&m, " at ");
+	jsr_buf_str(&m, tmp);
+	jsr_buf_str(&m, " at ");
 	if (c->path.len == 0)
-		buf_str(&m, "the root");
+		jsr_buf_str(&m, "the root");
 	else
 		buf_esc(&m, c->path.s, c->path.len, PATH_MAX_MSG);
 	snprintf(c->err, c->errlen, "%s", m.s);
@@ -1724,18 +702,17 @@ chk_pattern(struct chk *c, const char *src)
 	char msg[160];
 	regex_t *re;
 
-	if ((re = rx_compile(src, msg, sizeof(msg))) == NULL) {
+	if ((re = jsr_compile(src, msg, sizeof(msg))) == NULL) {
 		cfail(c, "pattern %s: %s", cquote(c, src), msg);
 		return;
 	}
-	regfree(re);
-	free(re);
+	jsr_free(re);
 }
 
 static void
 chk_ref(struct chk *c, json_object *v)
 {
-	struct buf canon = { NULL, 0, 0 };
+	struct jsr_buf canon = { NULL, 0, 0 };
 	json_object *target;
 	const char *ref;
 
@@ -1750,7 +727,7 @@ chk_ref(struct chk *c, json_object *v)
 		    cquote(c, ref));
 		return;
 	}
-	buf_add(&canon, "", 0);
+	jsr_buf_add(&canon, "", 0);
 	if (resolve(c->root, ref, &target, &canon) < 0) {
 		cfail(c, "$ref %s does not resolve", cquote(c, ref));
 		free(canon.s);
@@ -1910,7 +887,7 @@ chk_keyword(
 	case K_FORMAT:
 		if (!json_object_is_type(v, json_type_string))
 			cfail(c, "\"format\" must be a string");
-		else if (format_find(json_object_get_string(v)) == NULL)
+		else if (!jsf_known(json_object_get_string(v)))
 			cfail(c, "unsupported format %s",
 			    cquote(c, json_object_get_string(v)));
 		break;
@@ -2006,26 +983,26 @@ js_check(json_object *schema, char *err, size_t errlen)
 	c.errlen = errlen;
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
-	buf_add(&c.path, "", 0);
+	jsr_buf_add(&c.path, "", 0);
 	chk_schema(&c, schema);
 	/* The targets of $refs that the walk did not reach as schemas. */
 	c.targets = 1;
 	for (i = 0; i < c.nrefs && !c.failed; i++)
 		if (!chk_seen(&c, c.refs[i].target)) {
 			buf_trunc(&c.path, 0);
-			buf_str(&c.path, c.refs[i].to);
+			jsr_buf_str(&c.path, c.refs[i].to);
 			chk_schema(&c, c.refs[i].target);
 		}
 	for (i = 0; i < c.nunk && !c.failed; i++)
 		if (!chk_referenced(&c, c.unk[i].path)) {
 			buf_trunc(&c.path, 0);
-			buf_str(&c.path, c.unk[i].schema);
+			jsr_buf_str(&c.path, c.unk[i].schema);
 			cfail(&c, "unsupported keyword %s",
 			    cquote(&c, c.unk[i].name));
 		}
 	if (!c.failed && c.idpath != NULL && c.nrefs > 0) {
 		buf_trunc(&c.path, 0);
-		buf_str(&c.path, c.idpath);
+		jsr_buf_str(&c.path, c.idpath);
 		cfail(&c,
 		    "\"$id\" below the root with \"$ref\" in the schema "
 		    "is unsupported");
@@ -2049,11 +1026,6 @@ js_check(json_object *schema, char *err, size_t errlen)
 /*
  * js_validate.
  */
-struct rxent {
-	const char *src;
-	regex_t *re; /* NULL: does not compile */
-};
-
 struct val {
 	json_object *root, *errs;
 	int max, nerr;
@@ -2061,10 +1033,9 @@ struct val {
 	int depth;
 	long steps;
 	json_object *abort; /* the error that ended the validation */
-	struct buf ipath, spath;
-	struct rxent *rx;
-	size_t nrx, caprx;
-	struct buf shows[3];
+	struct jsr_buf ipath, spath;
+	struct jsr_cache rx;
+	struct jsr_buf shows[3];
 	int nshow;
 };
 
@@ -2155,21 +1126,21 @@ vabort(struct val *v, const char *msg)
 static const char *
 show(struct val *v, json_object *o)
 {
-	struct buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
+	struct jsr_buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
 	const char *s;
 
 	buf_trunc(b, 0);
-	buf_add(b, "", 0);
+	jsr_buf_add(b, "", 0);
 	switch (json_object_get_type(o)) {
 	case json_type_string:
 		buf_quote(b, json_object_get_string(o),
 		    (size_t)json_object_get_string_len(o));
 		break;
 	case json_type_array:
-		buf_str(b, "an array");
+		jsr_buf_str(b, "an array");
 		break;
 	case json_type_object:
-		buf_str(b, "an object");
+		jsr_buf_str(b, "an object");
 		break;
 	default:
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
@@ -2182,7 +1153,7 @@ show(struct val *v, json_object *o)
 static const char *
 vquote(struct val *v, const char *s)
 {
-	struct buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
+	struct jsr_buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
 
 	buf_trunc(b, 0);
 	buf_quote(b, s, strlen(s));
@@ -2209,23 +1180,6 @@ type_of(json_object *o)
 		return "object";
 	}
 	return "value";
-}
-
-static regex_t *
-rx_get(struct val *v, const char *src)
-{
-	size_t i;
-
-	for (i = 0; i < v->nrx; i++)
-		if (v->rx[i].src == src)
-			return v->rx[i].re;
-	if (v->nrx == v->caprx) {
-		v->caprx = v->caprx > 0 ? v->caprx * 2 : 8;
-		v->rx = xreallocarray(v->rx, v->caprx, sizeof(*v->rx));
-	}
-	v->rx[v->nrx].src = src;
-	v->rx[v->nrx].re = rx_compile(src, NULL, 0);
-	return v->rx[v->nrx++].re;
 }
 
 /*
@@ -2262,11 +1216,11 @@ equal(struct val *v, json_object *a, json_object *b)
 static int
 rx_match(struct val *v, const char *src, const char *s, size_t len)
 {
-	regex_t *re = rx_get(v, src);
+	regex_t *re = jsr_cache_get(&v->rx, src);
 
 	if (spend(v, 1 + (long)(len / 16)))
 		return 0;
-	return re == NULL ? -1 : rx_search(re, s, len);
+	return re == NULL ? -1 : jsr_search(re, s, len);
 }
 
 static int validate(struct val *, json_object *, json_object *, int);
@@ -2334,7 +1288,7 @@ static int
 v_type(
     struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
 {
-	struct buf want = { NULL, 0, 0 };
+	struct jsr_buf want = { NULL, 0, 0 };
 	size_t i, n;
 	const char *t;
 	int r;
@@ -2356,8 +1310,8 @@ v_type(
 			return 0;
 		}
 		if (i > 0)
-			buf_str(&want, i + 1 == n ? " or " : ", ");
-		buf_str(&want, t);
+			jsr_buf_str(&want, i + 1 == n ? " or " : ", ");
+		jsr_buf_str(&want, t);
 	}
 	r = fail(v, "expected %s, got %s", want.s != NULL ? want.s : "nothing",
 	    type_of(inst));
@@ -2526,23 +1480,21 @@ static int
 v_format(
     struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
 {
-	const struct format *f;
-	const char *str;
+	const char *name;
 	size_t len;
 
 	if (!json_object_is_type(inst, json_type_string) ||
-	    !json_object_is_type(kv, json_type_string) ||
-	    (f = format_find(json_object_get_string(kv))) == NULL)
+	    !json_object_is_type(kv, json_type_string))
 		return 0;
-	str = json_object_get_string(inst);
+	if (!jsf_known(name = json_object_get_string(kv)))
+		return 0;
 	len = (size_t)json_object_get_string_len(inst);
 	if (spend(v, 1 + (long)(len / 16)))
 		return 1;
-	if (strlen(str) == len && f->ok(str, len))
+	if (jsf_check(name, json_object_get_string(inst), len) == 1)
 		return 0;
-	return loud(v) ?
-	    fail(v, "%s is not a valid %s", show(v, inst), f->name) :
-	    1;
+	return loud(v) ? fail(v, "%s is not a valid %s", show(v, inst), name) :
+	                 1;
 }
 
 static int
@@ -3016,33 +1968,33 @@ v_if(
 	buf_trunc(&v->spath, sm - 3);
 	r = validate_sub(v, branch, inst, same, name, 0);
 	buf_trunc(&v->spath, sm - 3);
-	buf_str(&v->spath, "/if");
+	jsr_buf_str(&v->spath, "/if");
 	return r;
 }
 
 static int
 v_ref(struct val *v, json_object *ref, json_object *inst, int same)
 {
-	struct buf saved = { NULL, 0, 0 };
+	struct jsr_buf saved = { NULL, 0, 0 };
 	json_object *target;
 	const char *str = json_object_get_string(ref);
 	int r;
 
 	if (str == NULL || !json_object_is_type(ref, json_type_string))
 		return 0;
-	buf_add(&saved, v->spath.s, v->spath.len);
+	jsr_buf_add(&saved, v->spath.s, v->spath.len);
 	buf_trunc(&v->spath, 0);
 	if (resolve(v->root, str, &target, &v->spath) < 0) {
 		buf_trunc(&v->spath, 0);
-		buf_add(&v->spath, saved.s, saved.len);
-		buf_str(&v->spath, "/$ref");
+		jsr_buf_add(&v->spath, saved.s, saved.len);
+		jsr_buf_str(&v->spath, "/$ref");
 		r = loud(v) ?
 		    fail(v, "$ref %s does not resolve", vquote(v, str)) :
 		    1;
 	} else
 		r = validate(v, target, inst, same + 1);
 	buf_trunc(&v->spath, 0);
-	buf_add(&v->spath, saved.s, saved.len);
+	jsr_buf_add(&v->spath, saved.s, saved.len);
 	free(saved.s);
 	return r;
 }
@@ -3111,8 +2063,8 @@ js_validate(json_object *schema, json_object *instance, json_object *errs,
 	v.root = schema;
 	v.errs = errs;
 	v.max = max_errors < 1 ? 1 : max_errors;
-	buf_add(&v.ipath, "", 0);
-	buf_add(&v.spath, "", 0);
+	jsr_buf_add(&v.ipath, "", 0);
+	jsr_buf_add(&v.spath, "", 0);
 	r = validate(&v, schema, instance, 0);
 	if (v.abort != NULL && v.nerr < v.max) {
 		if (v.errs != NULL)
@@ -3130,12 +2082,7 @@ js_validate(json_object *schema, json_object *instance, json_object *errs,
 			v.nerr++;
 		}
 	}
-	for (i = 0; i < v.nrx; i++)
-		if (v.rx[i].re != NULL) {
-			regfree(v.rx[i].re);
-			free(v.rx[i].re);
-		}
-	free(v.rx);
+	jsr_cache_free(&v.rx);
 	for (i = 0; i < nitems(v.shows); i++)
 		free(v.shows[i].s);
 	free(v.ipath.s);

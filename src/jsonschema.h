@@ -36,40 +36,16 @@
  * keyword is unsupported.  $id below the root changes the base URI of
  * the $refs under it: a schema that has one and any $ref is unsupported.
  *
- * format: date-time, date, time (RFC 3339: full-date, full-time with a
- * required offset, "T" and "Z" in either case, months' lengths and leap
- * years, a leap second only at 23:59:60 UTC), email (a dot-atom local
- * part, at most 64 bytes, "@", a host name or [address literal]; no
- * quoted local parts), uri (RFC 3986 absolute URI with scheme), uuid
- * (8-4-4-4-12 hex digits), ipv4 (dotted quad, no leading zeros), ipv6
- * (RFC 4291 text forms, no zone).  In this module a format asserts: a
- * string that is not one fails.  Any other format name is unsupported.
+ * format: the names jsformat.h knows (date-time, date, time, email,
+ * uri, uuid, ipv4, ipv6; what each accepts is said there).  In this
+ * module a format asserts: a string that is not one fails.  Any other
+ * format name is unsupported.
  *
- * pattern and patternProperties: ECMA-262 regular expressions are
- * translated to POSIX extended ones and run with regcomp(REG_EXTENDED |
- * REG_NOSUB) in the C locale, as an unanchored search as in ECMA-262
- * (write ^ and $ to anchor).  What the translation does:
- *   \d \w \s and, outside brackets, \D \W \S become bracket expressions
- *   ([0-9], [A-Za-z0-9_], the six ASCII white-space characters: \s does
- *   not match the Unicode spaces ECMA-262's does);
- *   "." and negated classes ([^a], \D) match one code point, as in
- *   ECMA-262 ("." not \n or \r), and a non-ASCII literal is one atom,
- *   so that "\u00e9+" and "^.{2}$" count characters, not bytes (the
- *   instance is taken to be UTF-8, as json-c's strings are);
- *   \n \r \t \f \v \xHH \uHHHH \u{H...} (surrogate pairs joined) and
- *   escaped punctuation become the literal character;
- *   "{" that does not start a quantifier and "}" and "]" alone are
- *   literals, as ECMA-262's Annex B has them;
- *   (?:...) and (?<name>...) become plain groups; lazy quantifiers
- *   (*? +? ?? {n,m}?) become greedy ones: a search that only asks
- *   whether there is a match gives the same answer either way.
- * Unsupported (js_check says so): lookahead and lookbehind, \b and \B,
- * backreferences (\1, \k<name>), \p{...} Unicode properties, \c, \0, a
- * non-ASCII character or \D \W \S inside brackets, repetition counts
- * over 255 (POSIX's minimum RE_DUP_MAX) and nested counts that would
- * expand to more than 10000 atoms, and empty classes ([] and [^]).
- * POSIX's leftmost-longest rule, where it differs from ECMA-262's
- * leftmost-first, changes which match is found, never whether one is.
+ * pattern and patternProperties: ECMA-262 regular expressions, run as an
+ * unanchored search after their translation to POSIX extended ones,
+ * which jsregex.h describes with what it leaves unsupported (lookaround,
+ * backreferences, \b, \p{...} and a few more); js_check refuses a
+ * pattern the translation or regcomp does not take.
  *
  * Termination: validation stops with an error after 64 $ref and
  * applicator steps on one instance location (a schema that refers to
@@ -120,12 +96,5 @@ int js_check(json_object *schema, char *err, size_t errlen);
  */
 int js_validate(json_object *schema, json_object *instance, json_object *errs,
     int max_errors);
-
-/*
- * The translation of the ECMA-262 regular expression src to POSIX ERE
- * that pattern uses (described above), as a new string, or NULL with err
- * set when src uses something unsupported.  Exposed for the tests.
- */
-char *js_pattern_ere(const char *src, char *err, size_t errlen);
 
 #endif

@@ -187,3 +187,15 @@ TOOLS='[{"type": "function", "function": {"name": "search", "parameters": {"type
 	[ "$(tail -1 <<<"$output")" = '{"steps": ["yes"]}' ]
 	[ "$(psql_q "SELECT count(*) FROM llmq.partials WHERE request_id = $id")" = 0 ]
 }
+
+@test "NUL in a reply's JSON and invalid UTF-8 in its body are handled" {
+	# The model wrote the six characters \u0000 inside a JSON string.
+	nul=$(ask json '{"steps": ["a\u0000b"]}')
+	# The provider's body itself is not UTF-8.
+	bad=$(submit -r json -m "bytes mock:say=$(printf '{"steps": ["\377\376"]}' | base64 -w0)" \
+		-o "{\"response_schema\": $SCHEMA, \"max_attempts\": 1}")
+	run wait_req "$nul" "$bad"
+	[ "$(field "$nul" "status || ' ' || (parsed_response #>> '{steps,0}')")" = "completed a�b" ]
+	[ "$(field "$bad" "status || ' ' || error_kind")" = "failed http_error" ]
+	field "$bad" error_message | grep -q 'invalid JSON from provider'
+}

@@ -31,6 +31,7 @@
 #include <json.h>
 
 #include "jsonschema.h"
+#include "jsregex.h"
 #include "log.h"
 #include "util.h"
 
