@@ -144,7 +144,7 @@ buf_esc(struct jsr_buf *b, const char *src, size_t len, size_t max)
 			buf_printf(b, "\\u%04x", s[i++]);
 		} else if (s[i] < 0x80) {
 			jsr_buf_addc(b, s[i++]);
-		} else if ((n = jsr_utf8_dec(s + i, len - i, &cp)) == 0) {
+		} else if ((n = utf8_decode(s + i, len - i, &cp)) == 0) {
 			buf_printf(b, "\\x%02x", s[i++]);
 		} else if (i + n > max) {
 			jsr_buf_add(b, "...", 3);

@@ -57,38 +57,6 @@ jsr_buf_addc(struct jsr_buf *b, int c)
 	jsr_buf_add(b, &ch, 1);
 }
 
-size_t
-jsr_utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	size_t len, i;
-	uint32_t c;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	} else if ((s[0] & 0xe0) == 0xc0) {
-		len = 2, c = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3, c = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4, c = s[0] & 0x07;
-	} else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
-	    (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 static void
 utf8_enc(struct jsr_buf *b, uint32_t cp)
 {
@@ -295,7 +263,7 @@ tr_escape(struct tr *t, int inclass, long *cp)
 		if (is_alnum(c))
 			return tr_fail(t, "unknown escape \\%c", c);
 		if (c >= 0x80) {
-			n = jsr_utf8_dec((const unsigned char *)t->p - 1,
+			n = utf8_decode((const unsigned char *)t->p - 1,
 			    strlen(t->p - 1), &u);
 			if (n == 0)
 				return tr_fail(t, "pattern is not UTF-8");
@@ -630,7 +598,7 @@ tr_step(struct tr *t)
 			t->p++;
 			return tr_literal(t, c);
 		}
-		if ((n = jsr_utf8_dec(
+		if ((n = utf8_decode(
 		         (const unsigned char *)t->p, strlen(t->p), &u)) == 0)
 			return tr_fail(t, "pattern is not UTF-8");
 		t->p += n;

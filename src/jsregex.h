@@ -52,13 +52,6 @@ void jsr_buf_add(struct jsr_buf *b, const char *s, size_t n);
 void jsr_buf_str(struct jsr_buf *b, const char *s);
 void jsr_buf_addc(struct jsr_buf *b, int c);
 
-/*
- * The code point of the UTF-8 sequence at s (at most n bytes): its
- * length, or 0 when it is not valid UTF-8 (overlong forms and surrogates
- * included).
- */
-size_t jsr_utf8_dec(const unsigned char *s, size_t n, uint32_t *cp);
-
 /* The value of the hex digit c, or -1. */
 int jsr_hexval(int c);
 

@@ -133,24 +133,25 @@ fd_cloexec(int fd)
 	return fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
+size_t
+utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
 	size_t len, i;
-	uint32_t cp;
+	uint32_t c;
 
-	if (s[0] < 0x80)
+	if (s[0] < 0x80) {
+		*cp = s[0];
 		return 1;
+	}
 	if ((s[0] & 0xe0) == 0xc0) {
 		len = 2;
-		cp = s[0] & 0x1f;
+		c = s[0] & 0x1f;
 	} else if ((s[0] & 0xf0) == 0xe0) {
 		len = 3;
-		cp = s[0] & 0x0f;
+		c = s[0] & 0x0f;
 	} else if ((s[0] & 0xf8) == 0xf0) {
 		len = 4;
-		cp = s[0] & 0x07;
+		c = s[0] & 0x07;
 	} else
 		return 0;
 	if (len > n)
@@ -158,14 +159,24 @@ utf8_len(const unsigned char *s, size_t n)
 	for (i = 1; i < len; i++) {
 		if ((s[i] & 0xc0) != 0x80)
 			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
+		c = (c << 6) | (s[i] & 0x3f);
 	}
 	/* Overlong forms, surrogates and values past U+10FFFF. */
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
+	if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
+	    (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
 		return 0;
+	*cp = c;
 	return len;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+
+	return utf8_decode(s, n, &cp);
 }
 
 char *

@@ -31,6 +31,13 @@ int fd_nonblock(int);
 int fd_cloexec(int);
 
 /*
+ * The valid UTF-8 sequence at s (at most n bytes): its length, with its
+ * code point in *cp; 0 when it is not one (cut short, overlong, a
+ * surrogate, past U+10FFFF).  n must be at least 1.
+ */
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
+/*
  * Copy at most max bytes of src into a new string with control bytes,
  * backslashes and non-UTF-8 bytes escaped (\n, \x01, ...), so that text
  * from a provider or a request row is safe on one log line.
