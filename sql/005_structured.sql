@@ -14,7 +14,12 @@ ALTER TABLE llmq.attempts ADD COLUMN round integer NOT NULL DEFAULT 0;
 -- jsonschema.c, which checks the same again and also compiles the
 -- patterns), as "what at /schema/path", or NULL when there is none.
 -- Keep the keyword lists in step with js_check().
-CREATE FUNCTION llmq.schema_problem(s jsonb, path text DEFAULT '')
+--
+-- A member that is no keyword is refused unless a $ref points at or
+-- into it (a container of schemas, as "definitions" is): refs holds the
+-- $refs of the whole schema, gathered by the outermost call.
+CREATE FUNCTION llmq.schema_problem(s jsonb, path text DEFAULT '',
+    refs text[] DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -25,6 +30,11 @@ DECLARE
 	e text;
 	d record;
 BEGIN
+	IF refs IS NULL THEN
+		refs := ARRAY(SELECT r #>> '{}'
+				FROM jsonb_path_query(s, 'lax $.**."$ref"') r
+			       WHERE jsonb_typeof(r) = 'string');
+	END IF;
 	IF jsonb_typeof(s) = 'boolean' THEN
 		RETURN NULL;
 	END IF;
@@ -36,21 +46,21 @@ BEGIN
 		p := path || '/' || replace(replace(k, '~', '~0'), '/', '~1');
 		IF k IN ('additionalProperties', 'additionalItems', 'contains',
 		    'propertyNames', 'not', 'if', 'then', 'else') THEN
-			e := llmq.schema_problem(v, p);
+			e := llmq.schema_problem(v, p, refs);
 		ELSIF k = 'items' AND jsonb_typeof(v) = 'array' THEN
 			FOR i IN 0 .. jsonb_array_length(v) - 1 LOOP
-				e := llmq.schema_problem(v -> i, p || '/' || i);
+				e := llmq.schema_problem(v -> i, p || '/' || i, refs);
 				EXIT WHEN e IS NOT NULL;
 			END LOOP;
 		ELSIF k = 'items' THEN
-			e := llmq.schema_problem(v, p);
+			e := llmq.schema_problem(v, p, refs);
 		ELSIF k IN ('allOf', 'anyOf', 'oneOf') THEN
 			IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) = 0
 			THEN
 				RETURN k || ' must be a non-empty array at ' || p;
 			END IF;
 			FOR i IN 0 .. jsonb_array_length(v) - 1 LOOP
-				e := llmq.schema_problem(v -> i, p || '/' || i);
+				e := llmq.schema_problem(v -> i, p || '/' || i, refs);
 				EXIT WHEN e IS NOT NULL;
 			END LOOP;
 		ELSIF k IN ('properties', 'patternProperties', 'definitions',
@@ -63,7 +73,8 @@ BEGIN
 				CONTINUE WHEN k = 'dependencies'
 				    AND jsonb_typeof(d.value) = 'array';
 				e := llmq.schema_problem(d.value, p || '/' ||
-				    replace(replace(d.key, '~', '~0'), '/', '~1'));
+				    replace(replace(d.key, '~', '~0'), '/', '~1'),
+				    refs);
 				EXIT WHEN e IS NOT NULL;
 			END LOOP;
 		ELSIF k = '$ref' THEN
@@ -93,7 +104,11 @@ BEGIN
 		    'description', 'default', 'examples', '$comment',
 		    'readOnly', 'writeOnly', 'contentMediaType',
 		    'contentEncoding') THEN
-			RETURN 'unsupported keyword "' || k || '" at ' || p;
+			IF NOT EXISTS (SELECT 1 FROM unnest(refs) r
+				WHERE r = '#' || p
+				   OR left(r, length(p) + 2) = '#' || p || '/') THEN
+				RETURN 'unsupported keyword "' || k || '" at ' || p;
+			END IF;
 		END IF;
 		IF e IS NOT NULL THEN
 			RETURN e;
@@ -116,6 +131,11 @@ DECLARE
 BEGIN
 	IF TG_OP <> 'INSERT' OR NEW.status <> 'pending' THEN
 		RETURN NEW;
+	END IF;
+	IF o -> 'response_schema' = 'false' THEN
+		RAISE EXCEPTION 'option "response_schema": false accepts no '
+		    'reply at all'
+		    USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	IF o ? 'response_schema' THEN
 		e := llmq.schema_problem(o -> 'response_schema');
@@ -141,10 +161,10 @@ BEGIN
 				    USING ERRCODE = 'invalid_parameter_value';
 			END IF;
 			IF t #> '{function,parameters}' IS NOT NULL THEN
-				e := llmq.schema_problem(t #> '{function,parameters}',
-				    '/' || i || '/function/parameters');
+				e := llmq.schema_problem(t #> '{function,parameters}');
 				IF e IS NOT NULL THEN
-					RAISE EXCEPTION 'option "tools": %', e
+					RAISE EXCEPTION 'option "tools": element %, '
+					    'parameters: %', i, e
 					    USING ERRCODE = 'invalid_parameter_value';
 				END IF;
 			END IF;

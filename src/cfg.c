@@ -927,7 +927,8 @@ model_ref(struct loader *ld, yaml_node_t *n, int *out)
 }
 
 static const char *const err_kinds[ERR_COUNT] = { "timeout", "provider_down",
-	"rate_limited", "http_error", "bad_request" };
+	"rate_limited", "http_error", "bad_request", "parse_error",
+	"validation_error" };
 
 int
 cfg_err_kind(const char *name)
@@ -983,8 +984,8 @@ load_fallback_on(struct loader *ld, yaml_node_t *n, unsigned *mask)
 			s = shown(items[i]);
 			fail(ld, items[i],
 			    "unknown error kind \"%s\" (timeout, "
-			    "provider_down, "
-			    "rate_limited, http_error or bad_request)",
+			    "provider_down, rate_limited, http_error, "
+			    "bad_request, parse_error or validation_error)",
 			    s);
 			free(s);
 			break;

@@ -80,6 +80,7 @@ static const struct {
 	    "       byte_us bigint, delay_ms bigint, provider text,"
 	    "       retry boolean, fallback text, round integer,"
 	    "       call_prompt integer, call_completion integer,"
+	    "       call_estimated boolean,"
 	    "       parsed jsonb, verrors jsonb)),"
 	    " u AS (UPDATE llmq.requests r"
 	    "   SET status = v.status, response = v.response,"
@@ -126,9 +127,8 @@ static const struct {
 	    "         to_timestamp(v.first_us / 1e6),"
 	    "         to_timestamp(v.finished_us / 1e6), v.http_status,"
 	    "         v.error_kind, v.error_message, v.retry,"
-	    "         coalesce(v.call_prompt, v.prompt_tokens),"
-	    "         coalesce(v.call_completion, v.completion_tokens),"
-	    "         coalesce(v.estimated, false), coalesce(v.round, 0)"
+	    "         v.call_prompt, v.call_completion,"
+	    "         coalesce(v.call_estimated, false), coalesce(v.round, 0)"
 	    "    FROM v JOIN llmq.requests q ON q.id = v.id"
 	    "   WHERE v.provider IS NOT NULL"
 	    /*
@@ -436,7 +436,8 @@ db_listen(PGconn *conn, const char *role)
 	int rc = 0;
 
 	chan = xasprintf("llmq_req_%s", role);
-	sql = xasprintf("LISTEN %s", chan);
+	/* And llmq.cancel()'s channel: a cancelled call is stopped. */
+	sql = xasprintf("LISTEN %s; LISTEN " DB_CANCEL_CHANNEL, chan);
 	/* Role names are [a-z][a-z0-9_]*, checked by the config parser. */
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -582,16 +583,19 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 			add_int(o, "http_status", c->http_status);
 		add_str(o, "model_used", c->model_name);
 		/* The row counts every round; each call its own. */
-		if (c->prompt_tokens >= 0) {
+		if (c->prompt_tokens >= 0 || c->prior_prompt > 0)
 			add_int(o, "prompt_tokens",
-			    c->prompt_tokens + c->prior_prompt);
+			    (c->prompt_tokens > 0 ? c->prompt_tokens : 0) +
+			        c->prior_prompt);
+		if (c->prompt_tokens >= 0)
 			add_int(o, "call_prompt", c->prompt_tokens);
-		}
-		if (c->completion_tokens >= 0) {
+		if (c->completion_tokens >= 0 || c->prior_completion > 0)
 			add_int(o, "completion_tokens",
-			    c->completion_tokens + c->prior_completion);
+			    (c->completion_tokens > 0 ? c->completion_tokens :
+			                                0) +
+			        c->prior_completion);
+		if (c->completion_tokens >= 0)
 			add_int(o, "call_completion", c->completion_tokens);
-		}
 		if (c->round > 0)
 			add_int(o, "round", c->round);
 		if (c->parsed != NULL)
@@ -600,9 +604,12 @@ db_finish(PGconn *conn, const char *me, const struct call *list)
 		if (c->verrors != NULL)
 			json_object_object_add(
 			    o, "verrors", json_object_get(c->verrors));
-		if (c->tokens_estimated)
+		if (c->tokens_estimated || c->prior_estimated)
 			json_object_object_add(
 			    o, "estimated", json_object_new_boolean(1));
+		if (c->tokens_estimated)
+			json_object_object_add(
+			    o, "call_estimated", json_object_new_boolean(1));
 		/*
 		 * Only a stream has a first token: the first byte of a whole
 		 * reply is its last.

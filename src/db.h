@@ -53,7 +53,13 @@ int db_lost(PGconn *);
  */
 int db_transient(void);
 
-/* LISTEN on the channel of role. */
+/*
+ * The channel on which llmq.cancel() names a request that was cancelled
+ * while processing (sql/006_admin.sql); the payload is its id.
+ */
+#define DB_CANCEL_CHANNEL "llmq_cancel"
+
+/* LISTEN on the channel of role, and on DB_CANCEL_CHANNEL. */
 int db_listen(PGconn *, const char *role);
 /*
  * Make role known to llmq.submit(), with its default max_queue_wait, its

@@ -183,19 +183,29 @@ parse_json(const char *s, size_t len, char *err, size_t errlen)
 static void
 add_format(json_object *body, const struct cfg_provider *p, json_object *schema)
 {
+	enum resp_format mode = p->response_format;
 	json_object *rf, *js;
 
 	if (p->response_format == RESP_NONE)
 		return;
+	/*
+	 * The schema true asks for any JSON: JSON mode; false, which no
+	 * value matches, is refused at insert.
+	 */
+	if (json_object_is_type(schema, json_type_boolean)) {
+		if (!json_object_get_boolean(schema))
+			return;
+		mode = RESP_JSON;
+	}
 	if (p->kind == PROV_OLLAMA) {
 		json_object_object_add(body, "format",
-		    p->response_format == RESP_SCHEMA ?
+		    mode == RESP_SCHEMA ?
 		        json_object_get(schema) :
 		        json_object_new_string("json"));
 		return;
 	}
 	rf = json_object_new_object();
-	if (p->response_format == RESP_JSON)
+	if (mode == RESP_JSON)
 		json_object_object_add(
 		    rf, "type", json_object_new_string("json_object"));
 	else {

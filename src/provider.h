@@ -94,9 +94,11 @@ struct call {
 	char *options;        /* the request's */
 	int64_t timeout_ms;   /* of each round */
 	int round;            /* 0, then 1 for the first re-ask, ... */
+	int expect_tools;     /* a re-ask of tool calls: want them again */
 	int round_only;       /* the owner's: a round, not the result */
 	int prior_prompt;     /* tokens of the earlier rounds */
 	int prior_completion;
+	int prior_estimated;  /* an earlier round's counts were estimated */
 	json_object *parsed;  /* for parsed_response, or NULL */
 	json_object *verrors; /* validation_errors, or NULL */
 	int64_t finished_us;

@@ -396,6 +396,9 @@ stream_tool_calls(json_object **calls, json_object *tc)
 	}
 }
 
+/* The pieces of a streamed call's arguments, until they are joined. */
+#define PIECES "_pieces"
+
 /*
  * OpenAI streams a tool call in pieces: the first delta of an index
  * names it, the next ones carry pieces of its arguments' text.
@@ -406,7 +409,6 @@ tool_call_pieces(struct stream *st, json_object *tc)
 	json_object *c, *f, *v, *t, *old;
 	size_t i, n;
 	int index;
-	char *joined;
 
 	if (!json_object_is_type(tc, json_type_array))
 		return;
@@ -436,15 +438,51 @@ tool_call_pieces(struct stream *st, json_object *tc)
 		if (json_object_object_get_ex(f, "name", &v) &&
 		    json_object_is_type(v, json_type_string))
 			json_object_object_add(t, "name", json_object_get(v));
+		/*
+		 * The pieces are kept apart and joined once at the end
+		 * (tool_calls_join()): joining each as it comes would copy
+		 * the arguments again for every piece.
+		 */
 		if (json_object_object_get_ex(f, "arguments", &v) &&
-		    json_object_is_type(v, json_type_string) &&
-		    json_object_object_get_ex(t, "arguments", &old)) {
-			joined = xasprintf("%s%s", json_object_get_string(old),
-			    json_object_get_string(v));
-			json_object_object_add(
-			    t, "arguments", json_object_new_string(joined));
-			free(joined);
+		    json_object_is_type(v, json_type_string)) {
+			if (!json_object_object_get_ex(t, PIECES, &old)) {
+				old = json_object_new_array();
+				json_object_object_add(t, PIECES, old);
+			}
+			json_object_array_add(old, json_object_get(v));
 		}
+	}
+}
+
+/* Join the pieces of each streamed tool call's arguments. */
+static void
+tool_calls_join(struct stream *st)
+{
+	json_object *t, *pieces, *p;
+	size_t i, j, n, len;
+	char *s;
+
+	for (i = 0; st->tool_calls != NULL &&
+	     i < json_object_array_length(st->tool_calls);
+	     i++) {
+		t = json_object_array_get_idx(st->tool_calls, i);
+		if (!json_object_object_get_ex(t, PIECES, &pieces))
+			continue;
+		n = json_object_array_length(pieces);
+		for (len = 0, j = 0; j < n; j++)
+			len += (size_t)json_object_get_string_len(
+			    json_object_array_get_idx(pieces, j));
+		s = xmalloc(len + 1);
+		for (len = 0, j = 0; j < n; j++) {
+			p = json_object_array_get_idx(pieces, j);
+			memcpy(s + len, json_object_get_string(p),
+			    (size_t)json_object_get_string_len(p));
+			len += (size_t)json_object_get_string_len(p);
+		}
+		json_object_object_add(
+		    t, "arguments", json_object_new_string_len(s, (int)len));
+		json_object_object_del(t, PIECES);
+		free(s);
 	}
 }
 
@@ -673,6 +711,7 @@ stream_end(struct stream *st, const char *buf, size_t len)
 	added = lines(st, buf, len, 1);
 	if (st->dialect == STREAM_SSE && !stopped(st))
 		added += sse_dispatch(st);
+	tool_calls_join(st);
 	return added;
 }
 

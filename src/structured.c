@@ -1,7 +1,8 @@
 /*
  * structured.c: what a worker does with a reply that is meant to be
- * JSON: a request with a response_schema, a reply that looks like JSON,
- * or a reply of tool calls.
+ * JSON: a request with a response_schema, or a reply of tool calls.  A
+ * reply that merely looks like JSON is parsed as a courtesy, and stands
+ * whether it parses or not.
  *
  * The reply text is parsed with jr_parse() (src/jsonreply.c), which
  * finds the one JSON value in it (inside a Markdown fence, or after some
@@ -71,6 +72,12 @@ add_error(json_object *errs, const char *path, const char *msg)
 	json_object_object_add(e, "schema_path", json_object_new_string(""));
 	json_object_object_add(e, "message", json_object_new_string(msg));
 	json_object_array_add(errs, e);
+}
+
+static int
+blank(const char *s)
+{
+	return s[strspn(s, " \t\r\n")] == '\0';
 }
 
 /* The tool of that name among the request's, or NULL. */
@@ -177,7 +184,13 @@ check_tools(struct call *c, json_object *errs)
 		        json_object_get(tool) :
 		        NULL);
 		json_object_object_add(n, "name", json_object_new_string(nm));
-		if (args != NULL && json_object_is_type(args, json_type_string)) {
+		if (args != NULL && json_object_is_type(args, json_type_string) &&
+		    blank(json_object_get_string(args))) {
+			/* No arguments at all: none, as an empty object. */
+			json_object_object_add(
+			    n, "arguments", json_object_new_object());
+		} else if (args != NULL &&
+		    json_object_is_type(args, json_type_string)) {
 			/* OpenAI: the text of the arguments. */
 			memset(&r, 0, sizeof(r));
 			if (jr_parse(json_object_get_string(args),
@@ -252,21 +265,39 @@ structured_check(struct call *c)
 	json_object *errs, *value = NULL, *calls = NULL, *out, *e, *p, *m;
 	struct jr_result r;
 	size_t len = c->text != NULL ? strlen(c->text) : 0, before, n;
-	int want;
+	int looks;
 
-	want = c->schema != NULL || c->tool_calls != NULL ||
-	    (len > 0 && jr_looks_like_json(c->text, len));
-	if (!c->ok || !want)
+	if (!c->ok)
 		return 0;
+	looks = len > 0 && jr_looks_like_json(c->text, len);
+	/*
+	 * Without a schema, tool calls or tools asked for, a reply that
+	 * looks like JSON is parsed as a courtesy: "[Verse 1] ... [Chorus]"
+	 * is a fine reply to a request that never asked for JSON.
+	 */
+	if (c->schema == NULL && c->tool_calls == NULL && !c->expect_tools) {
+		if (looks && jr_parse(c->text, len, &r) == 0) {
+			json_object_put(c->parsed);
+			c->parsed = scrub(r.value);
+		}
+		return 0;
+	}
 	errs = json_object_new_array();
 	if (c->tool_calls != NULL &&
 	    (calls = check_tools(c, errs)) == NULL) {
 		json_object_put(errs);
 		return -1;
 	}
-	/* The text: always with a schema; with tool calls, if any. */
-	if (c->schema != NULL ||
-	    (len > 0 && (calls == NULL || jr_looks_like_json(c->text, len)))) {
+	/* Asked again about its tool calls, it answered without any. */
+	if (c->tool_calls == NULL && c->expect_tools && c->schema == NULL)
+		add_error(errs, "/tool_calls", "expected tool calls");
+	/*
+	 * The text: with a schema, unless the reply is tool calls and no
+	 * text (the agent's "call a tool, or answer in the schema"); with
+	 * tool calls only, when it looks like JSON.
+	 */
+	if ((c->schema != NULL && (calls == NULL || len > 0)) ||
+	    (calls != NULL && looks)) {
 		memset(&r, 0, sizeof(r));
 		if (jr_parse(c->text, len, &r) == -1) {
 			parse_failed(c, "the reply is", &r);
@@ -378,7 +409,9 @@ structured_reask(const struct call *c)
 	} else if (c->error_message != NULL)
 		append(&text, &len, &cap, xasprintf("%s.\n", c->error_message));
 	append(&text, &len, &cap,
-	    xstrdup("Reply again with only the corrected JSON, nothing "
+	    xstrdup(c->tool_calls != NULL || c->expect_tools ?
+	            "Call the tools again with arguments that fix this." :
+	            "Reply again with only the corrected JSON, nothing "
 	            "before or after it."));
 	m = json_object_new_object();
 	json_object_object_add(m, "role", json_object_new_string("user"));

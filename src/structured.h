@@ -16,12 +16,13 @@ struct call;
 int structured_usable(const struct call *c, char *err, size_t errlen);
 
 /*
- * Check the reply of a call that succeeded, when it has a schema, tool
- * calls, or a text that looks like JSON: on success c->parsed holds the
- * value for parsed_response (JSON text) and 0 is returned; otherwise c
- * is failed with parse_error or validation_error (c->verrors holding
- * the errors as JSON text for the latter), its text kept, and -1 is
- * returned.  A reply with nothing to check is left alone (0).
+ * Check the reply of a call that succeeded, when it has a schema or tool
+ * calls (or is a re-ask about tool calls): on success c->parsed holds
+ * the value for parsed_response and 0 is returned; otherwise c is
+ * failed with parse_error or validation_error (c->verrors holding the
+ * errors for the latter), its text kept, and -1 is returned.  Without
+ * any of these, a text that looks like JSON is parsed into c->parsed
+ * when it parses, and 0 is returned either way.
  */
 int structured_check(struct call *c);
 

@@ -509,12 +509,14 @@ max_reasks(const struct worker *w, const struct call *c)
 
 	if (c->options == NULL || strstr(c->options, "\"max_reasks\"") == NULL)
 		return n;
+	/* 2 or 2.0 (jsonb keeps what was written); 0..10 as at insert. */
 	if ((o = json_tokener_parse(c->options)) != NULL &&
 	    json_object_object_get_ex(o, "max_reasks", &v) &&
-	    json_object_is_type(v, json_type_int))
-		n = json_object_get_int(v);
+	    (json_object_is_type(v, json_type_int) ||
+	        json_object_is_type(v, json_type_double)))
+		n = (int)json_object_get_double(v);
 	json_object_put(o);
-	return n;
+	return n < 0 ? 0 : n > 10 ? 10 : n;
 }
 
 /*
@@ -530,7 +532,8 @@ reask(struct worker *w, struct call *c)
 	char err[256], *msgs;
 	int max = max_reasks(w, c);
 
-	if (w->stopping || c->round >= max ||
+	/* A graceful stop lets calls end: this round too. */
+	if (w->stopping == 2 || c->round >= max ||
 	    (msgs = structured_reask(c)) == NULL)
 		return -1;
 	n = provider_call_new(w->cfg, c->model, c->id, c->attempt, msgs,
@@ -545,6 +548,7 @@ reask(struct worker *w, struct call *c)
 	n->group = c->group;
 	c->group = -1;
 	n->round = c->round + 1;
+	n->expect_tools = c->tool_calls != NULL || c->expect_tools;
 	n->max_attempts = c->max_attempts;
 	n->fallback_used = c->fallback_used;
 	n->short_timeout = c->short_timeout;
@@ -552,6 +556,7 @@ reask(struct worker *w, struct call *c)
 	    c->prior_prompt + (c->prompt_tokens > 0 ? c->prompt_tokens : 0);
 	n->prior_completion = c->prior_completion +
 	    (c->completion_tokens > 0 ? c->completion_tokens : 0);
+	n->prior_estimated = c->prior_estimated || c->tokens_estimated;
 	c->round_only = 1;
 	n->next = w->running;
 	w->running = n;
@@ -673,6 +678,13 @@ flush(struct worker *w)
 			later = c;
 			continue;
 		}
+		/* A round's record only: its next round writes the result. */
+		if (c->round_only) {
+			log_warnx("request %lld: round %d not recorded",
+			    (long long)c->id, c->round);
+			provider_call_free(c);
+			continue;
+		}
 		if (db_fail(w->pg, w->me, c->id, c->attempt, "internal",
 		        "the result could not be stored") == -1)
 			log_warnx("request %lld: result dropped; the row "
@@ -752,22 +764,74 @@ abort_all(struct worker *w)
 	w->inflight = 0;
 }
 
+/*
+ * A request cancelled while we call for it (llmq.cancel()): stop the
+ * call and free its slot.  Its row is cancelled already; the call goes
+ * to the done list only to be recorded in llmq.attempts (the fenced
+ * finish leaves the row alone).
+ */
 static void
-on_notify(struct worker *w)
+cancel_call(struct worker *w, const char *payload)
+{
+	struct call *c, **pp;
+	char *end;
+	long long id;
+
+	id = strtoll(payload, &end, 10);
+	if (end == payload || *end != '\0')
+		return;
+	for (pp = &w->running; (c = *pp) != NULL; pp = &c->next)
+		if (c->id == id)
+			break;
+	if (c == NULL)
+		return;
+	*pp = c->next;
+	w->inflight--;
+	curl_multi_remove_handle(w->multi, c->easy);
+	if (c->group != -1) {
+		shm_release(&w->groups[c->group].need, 1, 0);
+		c->group = -1;
+		w->want_claim = 1;
+	}
+	provider_call_fail(c, "cancelled", "cancelled while the call ran");
+	c->next = w->done;
+	w->done = c;
+	w->ndone++;
+	log_info("request %lld attempt %d: cancelled; call stopped", id,
+	    c->attempt);
+}
+
+/*
+ * The notifications libpq holds: those that came with the results of
+ * our statements are parsed already, and wait for no socket event.
+ */
+static void
+notifies(struct worker *w)
 {
 	PGnotify *n;
 	int i;
 
-	if (PQconsumeInput(w->pg) == 0) {
-		pg_drop(w);
-		return;
-	}
 	while ((n = PQnotifies(w->pg)) != NULL) {
+		if (strcmp(n->relname, DB_CANCEL_CHANNEL) == 0) {
+			cancel_call(w, n->extra);
+			PQfreemem(n);
+			continue;
+		}
 		w->want_claim = 1;
 		for (i = 0; i < w->ngroups; i++)
 			w->groups[i].backlog = 1;
 		PQfreemem(n);
 	}
+}
+
+static void
+on_notify(struct worker *w)
+{
+	if (PQconsumeInput(w->pg) == 0) {
+		pg_drop(w);
+		return;
+	}
+	notifies(w);
 }
 
 static int
@@ -1003,6 +1067,8 @@ worker_main(
 		curl_multi_perform(w.multi, &running);
 		collect(&w);
 		publish(&w, mono_ms());
+		if (w.pg != NULL)
+			notifies(&w);
 	}
 
 	if (w.pg != NULL) {

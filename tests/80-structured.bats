@@ -100,13 +100,26 @@ Good luck!')
 	[ "$(psql_q "SELECT count(*) FROM llmq.attempts WHERE request_id = $id")" = 1 ]
 }
 
-@test "a reply that looks like JSON is parsed without a schema; prose is left alone" {
+@test "without a schema, JSON is parsed as a courtesy and anything else stands" {
 	a=$(submit -r json -m "list mock:say=$(b64 '[1, 2, 3]')")
 	b=$(submit -r json -m "talk mock:say=$(b64 'Just words {not JSON} here.')")
-	run wait_req "$a" "$b"
+	c=$(submit -r json -m "sing mock:say=$(b64 '[Verse 1]
+la la la
+[Chorus]')")
+	run wait_req "$a" "$b" "$c"
 	[ "$status" -eq 0 ]
 	[ "$(field "$a" "parsed_response")" = '[1, 2, 3]' ]
-	[ "$(field "$b" "status || ' ' || (parsed_response IS NULL)")" = "completed true" ]
+	for id in "$b" "$c"; do
+		[ "$(field "$id" "status || ' ' || (parsed_response IS NULL) || ' ' || reasks")" = "completed true 0" ]
+	done
+}
+
+@test "with a schema and tools, a reply of tool calls alone is fine" {
+	id=$(submit -r json -m "find mock:tool=search:$(b64 '{"query": "x"}')" \
+		-o "{\"response_schema\": $SCHEMA, \"tools\": $TOOLS}")
+	run wait_req "$id"
+	[ "$status" -eq 0 ]
+	[ "$(field "$id" "parsed_response #>> '{tool_calls,0,name}'")" = search ]
 }
 
 @test "a streamed reply is checked like a whole one" {
@@ -198,4 +211,15 @@ TOOLS='[{"type": "function", "function": {"name": "search", "parameters": {"type
 	[ "$(field "$nul" "status || ' ' || (parsed_response #>> '{steps,0}')")" = "completed a�b" ]
 	[ "$(field "$bad" "status || ' ' || error_kind")" = "failed http_error" ]
 	field "$bad" error_message | grep -q 'invalid JSON from provider'
+}
+
+@test "the schema true asks for JSON mode; false is refused" {
+	id=$(submit -r planner -m "anything mock:say=$(b64 '{"any": 1}')" -o '{"response_schema": true}')
+	run wait_req "$id"
+	[ "$status" -eq 0 ]
+	curl -s "$MOCK_URL/_mock/last" | grep -q '"format":"json"'
+	[ "$(field "$id" "parsed_response")" = '{"any": 1}' ]
+	run submit -r planner -m x -o '{"response_schema": false}'
+	[ "$status" -ne 0 ]
+	grep -q 'false accepts no reply at all' <<<"$output"
 }
