@@ -10,8 +10,8 @@ ALTER TABLE llmq.requests ADD COLUMN reasks integer NOT NULL DEFAULT 0;
 -- re-ask, ...
 ALTER TABLE llmq.attempts ADD COLUMN round integer NOT NULL DEFAULT 0;
 
--- The first problem of a JSON Schema for llmqd's validator (src/
--- jsonschema.c, which checks the same again and also compiles the
+-- The first problem of a JSON Schema for llmqd's validator (js_check()
+-- in src/jscheck.c, which checks the same again and also compiles the
 -- patterns), as "what at /schema/path", or NULL when there is none.
 -- Keep the keyword lists in step with js_check().
 --

@@ -1,6 +1,7 @@
 /*
  * jsformat.h: the values of JSON Schema's "format" keyword that
- * jsonschema.c asserts.  Pure: no I/O, no state.
+ * the validator asserts (jsonschema.c; jscheck.c knows their names).
+ * Pure: no I/O, no state.
  *
  * Known formats: date-time, date, time (RFC 3339: full-date, full-time
  * with a required offset, "T" and "Z" in either case, months' lengths

@@ -1,14 +1,14 @@
 /*
- * jsonschema.c: the JSON Schema (draft 7 subset) checker and validator
- * declared in jsonschema.h.
+ * jsonschema.c: js_validate, the JSON Schema (draft 7 subset) validator
+ * declared in jsonschema.h, and what it shares with js_check (jscheck.c)
+ * through jsonschema_int.h: the keyword table, the helpers that write
+ * paths and messages, the tests of numbers and the resolution of local
+ * $refs.
  *
  * One table of keywords, sorted by name, serves both halves: js_check
  * walks the schema and checks each keyword's value by its kind, and
  * js_validate walks schema and instance together and calls each
- * keyword's function.  js_check collects the $refs it meets and the
- * members it does not know, and decides about them only at the end: a
- * $ref's target not reached as a schema is checked as one where it is,
- * and an unknown member is refused unless a $ref points into it.
+ * keyword's function.
  *
  * js_validate keeps two JSON pointers as it goes, into the instance and
  * into the schema, so that an error costs only the copying of both.
@@ -39,13 +39,13 @@
 
 #include "jsformat.h"
 #include "jsonschema.h"
+#include "jsonschema_int.h"
 #include "jsregex.h"
 #include "log.h"
 #include "util.h"
 
-#define QUOTE_MAX 40     /* bytes of a value or name quoted in a message */
-#define PATH_MAX_MSG 200 /* bytes of a schema path in a js_check message */
-#define MAX_SAME 64      /* $ref and applicator steps on one instance node */
+#define QUOTE_MAX 40 /* bytes of a value or name quoted in a message */
+#define MAX_SAME 64  /* $ref and applicator steps on one instance node */
 #define MAX_DEPTH 1000
 #define MAX_STEPS 1000000L
 
@@ -82,17 +82,16 @@ buf_printf(struct jsr_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-static void
-buf_trunc(struct jsr_buf *b, size_t len)
+void
+js_buf_trunc(struct jsr_buf *b, size_t len)
 {
 	b->len = len;
 	if (b->s != NULL)
 		b->s[len] = '\0';
 }
 
-/* Append "/" and key as a JSON pointer token (~ as ~0, / as ~1). */
-static void
-buf_key(struct jsr_buf *b, const char *key)
+void
+js_buf_key(struct jsr_buf *b, const char *key)
 {
 	const char *p;
 
@@ -107,20 +106,14 @@ buf_key(struct jsr_buf *b, const char *key)
 	}
 }
 
-static void
-buf_index(struct jsr_buf *b, size_t i)
+void
+js_buf_index(struct jsr_buf *b, size_t i)
 {
 	buf_printf(b, "/%zu", i);
 }
 
-/*
- * Append len bytes of s in printable ASCII: " and \ escaped, control
- * characters as \n \r \t \u00XX, other characters as \uXXXX (surrogate
- * pairs past U+FFFF), bytes that are not UTF-8 as \xNN; cut after max
- * bytes of s, never inside a character, with "...".
- */
-static void
-buf_esc(struct jsr_buf *b, const char *src, size_t len, size_t max)
+void
+js_buf_esc(struct jsr_buf *b, const char *src, size_t len, size_t max)
 {
 	const unsigned char *s = (const unsigned char *)src;
 	size_t i = 0, n;
@@ -161,11 +154,11 @@ buf_esc(struct jsr_buf *b, const char *src, size_t len, size_t max)
 	}
 }
 
-static void
-buf_quote(struct jsr_buf *b, const char *s, size_t len)
+void
+js_buf_quote(struct jsr_buf *b, const char *s, size_t len)
 {
 	jsr_buf_addc(b, '"');
-	buf_esc(b, s, len, QUOTE_MAX);
+	js_buf_esc(b, s, len, QUOTE_MAX);
 	jsr_buf_addc(b, '"');
 }
 
@@ -184,8 +177,8 @@ utf8_count(const char *s, size_t len)
 /*
  * JSON values.  A NULL json_object is JSON null, as json-c has it.
  */
-static int
-is_number(json_object *o)
+int
+js_is_number(json_object *o)
 {
 	return json_object_is_type(o, json_type_int) ||
 	    json_object_is_type(o, json_type_double);
@@ -201,9 +194,8 @@ dbl_integral(double d)
 	return (double)(int64_t)d == d;
 }
 
-/* A number with no fractional part. */
-static int
-is_integer(json_object *o)
+int
+js_is_integer(json_object *o)
 {
 	if (json_object_is_type(o, json_type_int))
 		return 1;
@@ -358,7 +350,7 @@ json_equal(json_object *a, json_object *b, long *work)
 	json_object *bv;
 
 	*work += 1;
-	if (is_number(a) && is_number(b))
+	if (js_is_number(a) && js_is_number(b))
 		return num_cmp(a, b) == 0;
 	if (ta != tb)
 		return 0;
@@ -399,13 +391,8 @@ json_equal(json_object *a, json_object *b, long *work)
 	}
 }
 
-/*
- * The value of a local $ref in root: "#" and a JSON pointer after
- * percent-decoding.  0 with *out set (NULL is JSON null), or -1; canon
- * (if not NULL) gets the pointer without percent escapes.
- */
-static int
-resolve(json_object *root, const char *ref, json_object **out,
+int
+js_resolve(json_object *root, const char *ref, json_object **out,
     struct jsr_buf *canon)
 {
 	struct jsr_buf dec = { NULL, 0, 0 }, tok = { NULL, 0, 0 };
@@ -432,7 +419,7 @@ resolve(json_object *root, const char *ref, json_object **out,
 	if (dec.len > 0 && dec.s[0] != '/')
 		goto out;
 	for (p = dec.s; *p == '/';) {
-		buf_trunc(&tok, 0);
+		js_buf_trunc(&tok, 0);
 		jsr_buf_add(&tok, "", 0);
 		for (p++; *p != '\0' && *p != '/'; p++) {
 			if (*p != '~') {
@@ -458,7 +445,7 @@ resolve(json_object *root, const char *ref, json_object **out,
 		} else
 			goto out;
 		if (canon != NULL)
-			buf_key(canon, tok.s);
+			js_buf_key(canon, tok.s);
 		cur = next;
 	}
 	*out = cur;
@@ -472,45 +459,15 @@ out:
 /*
  * The keyword table.
  */
-struct val;
-typedef int vfn(struct val *, json_object *, json_object *, json_object *, int);
-
-enum kind {
-	K_ANNOT,     /* any value, ignored */
-	K_SCHEMA,    /* a schema */
-	K_SCHEMAS,   /* a non-empty array of schemas */
-	K_SCHEMAMAP, /* an object of schemas */
-	K_COUNT,     /* a non-negative integer */
-	K_NUMBER,
-	K_POSITIVE, /* a finite number > 0 */
-	K_BOOL,
-	K_TYPE,
-	K_ENUM, /* an array */
-	K_PATTERN,
-	K_PATTERNMAP,
-	K_ITEMS,
-	K_NAMES, /* an array of strings */
-	K_DEPS,
-	K_FORMAT,
-	K_REF,
-	K_ID
-};
-
-struct keyword {
-	const char *name;
-	enum kind kind;
-	vfn *fn; /* NULL: nothing to validate on its own */
-};
-
-static vfn v_additional_items, v_additional_props, v_all_of, v_any_of, v_const,
-    v_contains, v_dependencies, v_enum, v_excl_max, v_excl_min, v_format, v_if,
-    v_items, v_max_items, v_max_length, v_max_props, v_maximum, v_min_items,
-    v_min_length, v_min_props, v_minimum, v_multiple_of, v_not, v_one_of,
-    v_pattern, v_pattern_props, v_properties, v_property_names, v_required,
-    v_type, v_unique_items;
+static js_vfn v_additional_items, v_additional_props, v_all_of, v_any_of,
+    v_const, v_contains, v_dependencies, v_enum, v_excl_max, v_excl_min,
+    v_format, v_if, v_items, v_max_items, v_max_length, v_max_props, v_maximum,
+    v_min_items, v_min_length, v_min_props, v_minimum, v_multiple_of, v_not,
+    v_one_of, v_pattern, v_pattern_props, v_properties, v_property_names,
+    v_required, v_type, v_unique_items;
 
 /* Sorted by strcmp(), for bsearch(). */
-static const struct keyword keywords[] = {
+static const struct js_keyword keywords[] = {
 	{ "$comment", K_ANNOT, NULL },
 	{ "$defs", K_SCHEMAMAP, NULL },
 	{ "$id", K_ID, NULL },
@@ -563,11 +520,11 @@ static const struct keyword keywords[] = {
 static int
 kw_cmp(const void *key, const void *elt)
 {
-	return strcmp(key, ((const struct keyword *)elt)->name);
+	return strcmp(key, ((const struct js_keyword *)elt)->name);
 }
 
-static const struct keyword *
-kw_find(const char *name)
+const struct js_keyword *
+js_kw_find(const char *name)
 {
 	return bsearch(
 	    name, keywords, nitems(keywords), sizeof(keywords[0]), kw_cmp);
@@ -576,8 +533,8 @@ kw_find(const char *name)
 static const char *const type_names[] = { "array", "boolean", "integer", "null",
 	"number", "object", "string" };
 
-static int
-type_known(const char *name)
+int
+js_type_known(const char *name)
 {
 	size_t i;
 
@@ -585,442 +542,6 @@ type_known(const char *name)
 		if (strcmp(type_names[i], name) == 0)
 			return 1;
 	return 0;
-}
-
-/*
- * js_check.
- */
-struct cref {
-	char *to; /* canonical pointer of the target */
-	json_object *target;
-};
-
-struct unknown {
-	char *path;   /* of the member */
-	char *schema; /* of the schema that has it */
-	char *name;
-};
-
-struct chk {
-	json_object *root;
-	char *err;
-	size_t errlen;
-	int failed;
-	struct jsr_buf path;
-	json_object **seen;
-	size_t nseen, capseen;
-	struct cref *refs;
-	size_t nrefs, caprefs;
-	struct unknown *unk;
-	size_t nunk, capunk;
-	char *idpath; /* the first $id below the root */
-	int targets;  /* walking the targets of $refs */
-	struct jsr_buf quoted;
-};
-
-static void cfail(struct chk *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* Fail with the message, then " at " and the path (as a JSON pointer). */
-static void
-cfail(struct chk *c, const char *fmt, ...)
-{
-	struct jsr_buf m = { NULL, 0, 0 };
-	va_list ap;
-	char tmp[256];
-
-	if (c->failed)
-		return;
-	c->failed = 1;
-	if (c->err == NULL || c->errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	jsr_buf_str(&m, tmp);
-	jsr_buf_str(&m, " at ");
-	if (c->path.len == 0)
-		jsr_buf_str(&m, "the root");
-	else
-		buf_esc(&m, c->path.s, c->path.len, PATH_MAX_MSG);
-	snprintf(c->err, c->errlen, "%s", m.s);
-	free(m.s);
-}
-
-/* s quoted, escaped and cut for a message (valid until the next call). */
-static const char *
-cquote(struct chk *c, const char *s)
-{
-	buf_trunc(&c->quoted, 0);
-	buf_quote(&c->quoted, s, strlen(s));
-	return c->quoted.s;
-}
-
-static void chk_schema(struct chk *, json_object *);
-
-static void
-chk_push(struct chk *c, const char *key, size_t *mark)
-{
-	*mark = c->path.len;
-	buf_key(&c->path, key);
-}
-
-static void
-chk_pop(struct chk *c, size_t mark)
-{
-	buf_trunc(&c->path, mark);
-}
-
-static int
-is_count(json_object *o)
-{
-	return is_integer(o) && json_object_get_double(o) >= 0;
-}
-
-static int
-chk_names(struct chk *c, json_object *v, const char *what)
-{
-	size_t i, n;
-
-	if (!json_object_is_type(v, json_type_array)) {
-		cfail(c, "%s must be an array of strings", what);
-		return -1;
-	}
-	n = json_object_array_length(v);
-	for (i = 0; i < n; i++)
-		if (!json_object_is_type(
-		        json_object_array_get_idx(v, i), json_type_string)) {
-			cfail(c, "%s must be an array of strings", what);
-			return -1;
-		}
-	return 0;
-}
-
-static void
-chk_pattern(struct chk *c, const char *src)
-{
-	char msg[160];
-	regex_t *re;
-
-	if ((re = jsr_compile(src, msg, sizeof(msg))) == NULL) {
-		cfail(c, "pattern %s: %s", cquote(c, src), msg);
-		return;
-	}
-	jsr_free(re);
-}
-
-static void
-chk_ref(struct chk *c, json_object *v)
-{
-	struct jsr_buf canon = { NULL, 0, 0 };
-	json_object *target;
-	const char *ref;
-
-	if (!json_object_is_type(v, json_type_string)) {
-		cfail(c, "\"$ref\" must be a string");
-		return;
-	}
-	ref = json_object_get_string(v);
-	if (ref[0] != '#' ||
-	    (ref[1] != '\0' && ref[1] != '/' && ref[1] != '%')) {
-		cfail(c, "$ref %s is not a local JSON pointer (unsupported)",
-		    cquote(c, ref));
-		return;
-	}
-	jsr_buf_add(&canon, "", 0);
-	if (resolve(c->root, ref, &target, &canon) < 0) {
-		cfail(c, "$ref %s does not resolve", cquote(c, ref));
-		free(canon.s);
-		return;
-	}
-	if (!json_object_is_type(target, json_type_object) &&
-	    !json_object_is_type(target, json_type_boolean)) {
-		cfail(c, "$ref %s names a value that is not a schema",
-		    cquote(c, ref));
-		free(canon.s);
-		return;
-	}
-	if (c->nrefs == c->caprefs) {
-		c->caprefs = c->caprefs > 0 ? c->caprefs * 2 : 8;
-		c->refs = xreallocarray(c->refs, c->caprefs, sizeof(*c->refs));
-	}
-	c->refs[c->nrefs].to = canon.s;
-	c->refs[c->nrefs].target = target;
-	c->nrefs++;
-}
-
-/* The value v of keyword kw in schema s; c->path is the keyword's. */
-static void
-chk_keyword(
-    struct chk *c, json_object *s, const struct keyword *kw, json_object *v)
-{
-	size_t i, n, mark;
-	json_object *e;
-
-	switch (kw->kind) {
-	case K_ANNOT:
-		break;
-	case K_SCHEMA:
-		chk_schema(c, v);
-		break;
-	case K_SCHEMAS:
-		if (!json_object_is_type(v, json_type_array) ||
-		    json_object_array_length(v) == 0) {
-			cfail(c, "\"%s\" must be a non-empty array of schemas",
-			    kw->name);
-			break;
-		}
-		n = json_object_array_length(v);
-		for (i = 0; i < n && !c->failed; i++) {
-			mark = c->path.len;
-			buf_index(&c->path, i);
-			chk_schema(c, json_object_array_get_idx(v, i));
-			chk_pop(c, mark);
-		}
-		break;
-	case K_SCHEMAMAP:
-	case K_PATTERNMAP: {
-		if (!json_object_is_type(v, json_type_object)) {
-			cfail(c, "\"%s\" must be an object", kw->name);
-			break;
-		}
-		json_object_object_foreach(v, key, sub)
-		{
-			chk_push(c, key, &mark);
-			if (kw->kind == K_PATTERNMAP)
-				chk_pattern(c, key);
-			chk_schema(c, sub);
-			chk_pop(c, mark);
-			if (c->failed)
-				break;
-		}
-		break;
-	}
-	case K_COUNT:
-		if (!is_count(v))
-			cfail(c, "\"%s\" must be a non-negative integer",
-			    kw->name);
-		break;
-	case K_NUMBER:
-		if (!is_number(v))
-			cfail(c, "\"%s\" must be a number", kw->name);
-		break;
-	case K_POSITIVE:
-		if (!is_number(v) || !(json_object_get_double(v) > 0) ||
-		    json_object_get_double(v) - json_object_get_double(v) != 0)
-			cfail(c, "\"%s\" must be a number greater than 0",
-			    kw->name);
-		break;
-	case K_BOOL:
-		if (!json_object_is_type(v, json_type_boolean))
-			cfail(c, "\"%s\" must be a boolean", kw->name);
-		break;
-	case K_TYPE:
-		if (json_object_is_type(v, json_type_string)) {
-			if (!type_known(json_object_get_string(v)))
-				cfail(c, "%s is not a type name",
-				    cquote(c, json_object_get_string(v)));
-			break;
-		}
-		if (!json_object_is_type(v, json_type_array) ||
-		    (n = json_object_array_length(v)) == 0) {
-			cfail(c,
-			    "\"type\" must be a type name or a non-empty "
-			    "array of them");
-			break;
-		}
-		for (i = 0; i < n; i++) {
-			e = json_object_array_get_idx(v, i);
-			if (!json_object_is_type(e, json_type_string) ||
-			    !type_known(json_object_get_string(e))) {
-				cfail(c,
-				    "\"type\" must be a type name or a "
-				    "non-empty array of them");
-				break;
-			}
-		}
-		break;
-	case K_ENUM:
-		if (!json_object_is_type(v, json_type_array))
-			cfail(c, "\"enum\" must be an array");
-		break;
-	case K_PATTERN:
-		if (!json_object_is_type(v, json_type_string))
-			cfail(c, "\"pattern\" must be a string");
-		else
-			chk_pattern(c, json_object_get_string(v));
-		break;
-	case K_ITEMS:
-		if (!json_object_is_type(v, json_type_array)) {
-			chk_schema(c, v);
-			break;
-		}
-		n = json_object_array_length(v);
-		for (i = 0; i < n && !c->failed; i++) {
-			mark = c->path.len;
-			buf_index(&c->path, i);
-			chk_schema(c, json_object_array_get_idx(v, i));
-			chk_pop(c, mark);
-		}
-		break;
-	case K_NAMES:
-		chk_names(c, v, "\"required\"");
-		break;
-	case K_DEPS: {
-		if (!json_object_is_type(v, json_type_object)) {
-			cfail(c, "\"dependencies\" must be an object");
-			break;
-		}
-		json_object_object_foreach(v, key, dep)
-		{
-			chk_push(c, key, &mark);
-			if (json_object_is_type(dep, json_type_array))
-				chk_names(c, dep, "a dependency");
-			else
-				chk_schema(c, dep);
-			chk_pop(c, mark);
-			if (c->failed)
-				break;
-		}
-		break;
-	}
-	case K_FORMAT:
-		if (!json_object_is_type(v, json_type_string))
-			cfail(c, "\"format\" must be a string");
-		else if (!jsf_known(json_object_get_string(v)))
-			cfail(c, "unsupported format %s",
-			    cquote(c, json_object_get_string(v)));
-		break;
-	case K_REF:
-		chk_ref(c, v);
-		break;
-	case K_ID:
-		if (!json_object_is_type(v, json_type_string))
-			cfail(c, "\"$id\" must be a string");
-		else if (s != c->root && c->idpath == NULL)
-			c->idpath = xstrdup(c->path.s);
-		break;
-	}
-}
-
-static int
-chk_seen(struct chk *c, json_object *s)
-{
-	size_t i;
-
-	for (i = 0; i < c->nseen; i++)
-		if (c->seen[i] == s)
-			return 1;
-	return 0;
-}
-
-/* The schema s; c->path is its path. */
-static void
-chk_schema(struct chk *c, json_object *s)
-{
-	const struct keyword *kw;
-	struct unknown *u;
-	size_t mark;
-
-	if (c->failed || json_object_is_type(s, json_type_boolean))
-		return;
-	if (!json_object_is_type(s, json_type_object)) {
-		cfail(c, "expected a schema (an object or a boolean)");
-		return;
-	}
-	/* In the tree each schema is met once; a target may be met again. */
-	if (c->targets && chk_seen(c, s))
-		return;
-	if (c->nseen == c->capseen) {
-		c->capseen = c->capseen > 0 ? c->capseen * 2 : 32;
-		c->seen = xreallocarray(c->seen, c->capseen, sizeof(*c->seen));
-	}
-	c->seen[c->nseen++] = s;
-	json_object_object_foreach(s, key, v)
-	{
-		chk_push(c, key, &mark);
-		if ((kw = kw_find(key)) != NULL) {
-			chk_keyword(c, s, kw, v);
-		} else {
-			if (c->nunk == c->capunk) {
-				c->capunk = c->capunk > 0 ? c->capunk * 2 : 8;
-				c->unk = xreallocarray(
-				    c->unk, c->capunk, sizeof(*c->unk));
-			}
-			u = &c->unk[c->nunk++];
-			u->path = xstrdup(c->path.s);
-			u->schema = xstrndup(c->path.s, mark);
-			u->name = xstrdup(key);
-		}
-		chk_pop(c, mark);
-		if (c->failed)
-			return;
-	}
-}
-
-/* Whether a $ref points at or into the member at path. */
-static int
-chk_referenced(struct chk *c, const char *path)
-{
-	size_t i, n = strlen(path);
-
-	for (i = 0; i < c->nrefs; i++)
-		if (strncmp(c->refs[i].to, path, n) == 0 &&
-		    (c->refs[i].to[n] == '\0' || c->refs[i].to[n] == '/'))
-			return 1;
-	return 0;
-}
-
-int
-js_check(json_object *schema, char *err, size_t errlen)
-{
-	struct chk c;
-	size_t i;
-
-	memset(&c, 0, sizeof(c));
-	c.root = schema;
-	c.err = err;
-	c.errlen = errlen;
-	if (err != NULL && errlen > 0)
-		err[0] = '\0';
-	jsr_buf_add(&c.path, "", 0);
-	chk_schema(&c, schema);
-	/* The targets of $refs that the walk did not reach as schemas. */
-	c.targets = 1;
-	for (i = 0; i < c.nrefs && !c.failed; i++)
-		if (!chk_seen(&c, c.refs[i].target)) {
-			buf_trunc(&c.path, 0);
-			jsr_buf_str(&c.path, c.refs[i].to);
-			chk_schema(&c, c.refs[i].target);
-		}
-	for (i = 0; i < c.nunk && !c.failed; i++)
-		if (!chk_referenced(&c, c.unk[i].path)) {
-			buf_trunc(&c.path, 0);
-			jsr_buf_str(&c.path, c.unk[i].schema);
-			cfail(&c, "unsupported keyword %s",
-			    cquote(&c, c.unk[i].name));
-		}
-	if (!c.failed && c.idpath != NULL && c.nrefs > 0) {
-		buf_trunc(&c.path, 0);
-		jsr_buf_str(&c.path, c.idpath);
-		cfail(&c,
-		    "\"$id\" below the root with \"$ref\" in the schema "
-		    "is unsupported");
-	}
-	for (i = 0; i < c.nrefs; i++)
-		free(c.refs[i].to);
-	for (i = 0; i < c.nunk; i++) {
-		free(c.unk[i].path);
-		free(c.unk[i].schema);
-		free(c.unk[i].name);
-	}
-	free(c.refs);
-	free(c.unk);
-	free(c.seen);
-	free(c.idpath);
-	free(c.path.s);
-	free(c.quoted.s);
-	return c.failed ? -1 : 0;
 }
 
 /*
@@ -1105,11 +626,11 @@ fail_at(struct val *v, const char *name, const char *fmt, ...)
 
 	if (!loud(v))
 		return 1;
-	buf_key(&v->ipath, name);
+	js_buf_key(&v->ipath, name);
 	va_start(ap, fmt);
 	report(v, fmt, ap);
 	va_end(ap);
-	buf_trunc(&v->ipath, im);
+	js_buf_trunc(&v->ipath, im);
 	return 1;
 }
 
@@ -1129,11 +650,11 @@ show(struct val *v, json_object *o)
 	struct jsr_buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
 	const char *s;
 
-	buf_trunc(b, 0);
+	js_buf_trunc(b, 0);
 	jsr_buf_add(b, "", 0);
 	switch (json_object_get_type(o)) {
 	case json_type_string:
-		buf_quote(b, json_object_get_string(o),
+		js_buf_quote(b, json_object_get_string(o),
 		    (size_t)json_object_get_string_len(o));
 		break;
 	case json_type_array:
@@ -1144,7 +665,7 @@ show(struct val *v, json_object *o)
 		break;
 	default:
 		s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-		buf_esc(b, s, strlen(s), QUOTE_MAX);
+		js_buf_esc(b, s, strlen(s), QUOTE_MAX);
 		break;
 	}
 	return b->s;
@@ -1155,8 +676,8 @@ vquote(struct val *v, const char *s)
 {
 	struct jsr_buf *b = &v->shows[v->nshow++ % nitems(v->shows)];
 
-	buf_trunc(b, 0);
-	buf_quote(b, s, strlen(s));
+	js_buf_trunc(b, 0);
+	js_buf_quote(b, s, strlen(s));
 	return b->s;
 }
 
@@ -1171,7 +692,7 @@ type_of(json_object *o)
 	case json_type_int:
 		return "integer";
 	case json_type_double:
-		return is_integer(o) ? "integer" : "number";
+		return js_is_integer(o) ? "integer" : "number";
 	case json_type_string:
 		return "string";
 	case json_type_array:
@@ -1234,14 +755,14 @@ validate_child(struct val *v, json_object *s, json_object *inst,
 	int r;
 
 	if (key != NULL)
-		buf_key(&v->ipath, key);
+		js_buf_key(&v->ipath, key);
 	else
-		buf_index(&v->ipath, idx);
+		js_buf_index(&v->ipath, idx);
 	if (skey != NULL)
-		buf_key(&v->spath, skey);
+		js_buf_key(&v->spath, skey);
 	r = validate(v, s, inst, 0);
-	buf_trunc(&v->ipath, im);
-	buf_trunc(&v->spath, sm);
+	js_buf_trunc(&v->ipath, im);
+	js_buf_trunc(&v->spath, sm);
 	return r;
 }
 
@@ -1254,11 +775,11 @@ validate_sub(struct val *v, json_object *s, json_object *inst, int same,
 	int r;
 
 	if (skey != NULL)
-		buf_key(&v->spath, skey);
+		js_buf_key(&v->spath, skey);
 	else
-		buf_index(&v->spath, i);
+		js_buf_index(&v->spath, i);
 	r = validate(v, s, inst, same + 1);
-	buf_trunc(&v->spath, sm);
+	js_buf_trunc(&v->spath, sm);
 	return r;
 }
 
@@ -1278,9 +799,9 @@ static int
 type_is(const char *name, json_object *inst)
 {
 	if (strcmp(name, "integer") == 0)
-		return is_integer(inst);
+		return js_is_integer(inst);
 	if (strcmp(name, "number") == 0)
-		return is_number(inst);
+		return js_is_number(inst);
 	return strcmp(name, type_of(inst)) == 0;
 }
 
@@ -1294,7 +815,7 @@ v_type(
 	int r;
 
 	if (json_object_is_type(kv, json_type_string))
-		return type_known(json_object_get_string(kv)) &&
+		return js_type_known(json_object_get_string(kv)) &&
 		    !type_is(json_object_get_string(kv), inst) &&
 		    fail(v, "expected %s, got %s", json_object_get_string(kv),
 		        type_of(inst));
@@ -1303,7 +824,7 @@ v_type(
 	n = json_object_array_length(kv);
 	for (i = 0; i < n; i++) {
 		t = json_object_get_string(json_object_array_get_idx(kv, i));
-		if (t == NULL || !type_known(t))
+		if (t == NULL || !js_type_known(t))
 			continue;
 		if (type_is(t, inst)) {
 			free(want.s);
@@ -1351,7 +872,7 @@ static int
 v_multiple_of(
     struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
 {
-	if (!is_number(inst) || !is_number(kv) ||
+	if (!js_is_number(inst) || !js_is_number(kv) ||
 	    !(json_object_get_double(kv) > 0) || multiple_of(inst, kv))
 		return 0;
 	return loud(v) ?
@@ -1365,7 +886,7 @@ v_bound(struct val *v, json_object *kv, json_object *inst, int excl, int upper)
 {
 	int c;
 
-	if (!is_number(inst) || !is_number(kv))
+	if (!js_is_number(inst) || !js_is_number(kv))
 		return 0;
 	c = num_cmp(inst, kv);
 	if (upper ? (excl ? c < 0 : c <= 0) : (excl ? c > 0 : c >= 0))
@@ -1415,7 +936,7 @@ v_excl_min(
 static int
 size_ok(size_t n, json_object *kv, int upper)
 {
-	if (!is_number(kv))
+	if (!js_is_number(kv))
 		return 1;
 	return upper ? count_cmp(n, kv) <= 0 : count_cmp(n, kv) >= 0;
 }
@@ -1511,10 +1032,10 @@ v_items(
 		k = json_object_array_length(kv);
 		for (i = 0; i < n && i < k; i++) {
 			sm = v->spath.len;
-			buf_index(&v->spath, i);
+			js_buf_index(&v->spath, i);
 			r = validate_child(v, json_object_array_get_idx(kv, i),
 			    json_object_array_get_idx(inst, i), NULL, i, NULL);
-			buf_trunc(&v->spath, sm);
+			js_buf_trunc(&v->spath, sm);
 			if (r) {
 				failed = 1;
 				if (stop(v))
@@ -1623,11 +1144,11 @@ v_contains(
 	n = json_object_array_length(inst);
 	for (i = 0; i < n; i++) {
 		im = v->ipath.len;
-		buf_index(&v->ipath, i);
+		js_buf_index(&v->ipath, i);
 		v->quiet++;
 		r = validate(v, kv, json_object_array_get_idx(inst, i), 0);
 		v->quiet--;
-		buf_trunc(&v->ipath, im);
+		js_buf_trunc(&v->ipath, im);
 		if (v->abort != NULL)
 			return 1;
 		if (r == 0)
@@ -1816,7 +1337,7 @@ v_dependencies(
 			r = validate_sub(v, dep, inst, same, name, 0);
 		} else {
 			sm = v->spath.len;
-			buf_key(&v->spath, name);
+			js_buf_key(&v->spath, name);
 			n = json_object_array_length(dep);
 			r = spend(v, (long)n);
 			for (i = 0; i < n && v->abort == NULL; i++) {
@@ -1833,7 +1354,7 @@ v_dependencies(
 				if (stop(v))
 					break;
 			}
-			buf_trunc(&v->spath, sm);
+			js_buf_trunc(&v->spath, sm);
 		}
 		if (r) {
 			failed = 1;
@@ -1965,9 +1486,9 @@ v_if(
 	if (!json_object_object_get_ex(s, name, &branch))
 		return 0;
 	/* The branch is the sibling of "if": swap the last token. */
-	buf_trunc(&v->spath, sm - 3);
+	js_buf_trunc(&v->spath, sm - 3);
 	r = validate_sub(v, branch, inst, same, name, 0);
-	buf_trunc(&v->spath, sm - 3);
+	js_buf_trunc(&v->spath, sm - 3);
 	jsr_buf_str(&v->spath, "/if");
 	return r;
 }
@@ -1983,9 +1504,9 @@ v_ref(struct val *v, json_object *ref, json_object *inst, int same)
 	if (str == NULL || !json_object_is_type(ref, json_type_string))
 		return 0;
 	jsr_buf_add(&saved, v->spath.s, v->spath.len);
-	buf_trunc(&v->spath, 0);
-	if (resolve(v->root, str, &target, &v->spath) < 0) {
-		buf_trunc(&v->spath, 0);
+	js_buf_trunc(&v->spath, 0);
+	if (js_resolve(v->root, str, &target, &v->spath) < 0) {
+		js_buf_trunc(&v->spath, 0);
 		jsr_buf_add(&v->spath, saved.s, saved.len);
 		jsr_buf_str(&v->spath, "/$ref");
 		r = loud(v) ?
@@ -1993,7 +1514,7 @@ v_ref(struct val *v, json_object *ref, json_object *inst, int same)
 		    1;
 	} else
 		r = validate(v, target, inst, same + 1);
-	buf_trunc(&v->spath, 0);
+	js_buf_trunc(&v->spath, 0);
 	jsr_buf_add(&v->spath, saved.s, saved.len);
 	free(saved.s);
 	return r;
@@ -2007,7 +1528,7 @@ v_ref(struct val *v, json_object *ref, json_object *inst, int same)
 static int
 validate(struct val *v, json_object *s, json_object *inst, int same)
 {
-	const struct keyword *kw;
+	const struct js_keyword *kw;
 	json_object *ref;
 	size_t sm;
 	int failed = 0;
@@ -2037,13 +1558,13 @@ validate(struct val *v, json_object *s, json_object *inst, int same)
 	}
 	json_object_object_foreach(s, key, kv)
 	{
-		if ((kw = kw_find(key)) == NULL || kw->fn == NULL)
+		if ((kw = js_kw_find(key)) == NULL || kw->fn == NULL)
 			continue;
 		sm = v->spath.len;
-		buf_key(&v->spath, key);
+		js_buf_key(&v->spath, key);
 		if (kw->fn(v, s, kv, inst, same))
 			failed = 1;
-		buf_trunc(&v->spath, sm);
+		js_buf_trunc(&v->spath, sm);
 		if (failed && stop(v))
 			break;
 	}

@@ -1,7 +1,9 @@
 /*
  * jsonschema.h: a validator of JSON Schema draft 7, for the subset of it
  * that tool-call and structured-output schemas use.  Pure: no I/O, no
- * global state but a C locale object created once.
+ * global state but a C locale object created once.  js_check is in
+ * jscheck.c, js_validate in jsonschema.c; jsonschema_int.h holds what
+ * the two share.
  *
  * Supported keywords:
  *   type (a name or an array of names; "integer" is any number with no

@@ -28,7 +28,8 @@
 #define RE_COST_MAX 10000
 
 /*
- * The text primitives that jsonschema.c shares.
+ * The text primitives that the validator (jsonschema.c, jscheck.c)
+ * shares.
  */
 void
 jsr_buf_add(struct jsr_buf *b, const char *s, size_t n)

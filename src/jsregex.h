@@ -31,8 +31,8 @@
  * one is.
  *
  * The module also owns the text primitives the translation is built on
- * and jsonschema.c uses too: a growing string, UTF-8 decoding and hex
- * digits.
+ * and the validator (jsonschema.c, jscheck.c) uses too: a growing
+ * string and hex digits.
  */
 #ifndef LLMQ_JSREGEX_H
 #define LLMQ_JSREGEX_H
