@@ -41,6 +41,10 @@ int ctl_wait(struct ctl *, int, char **);
 int ctl_show(struct ctl *, int, char **);
 int ctl_list(struct ctl *, int, char **);
 int ctl_status(struct ctl *, int, char **);
+int ctl_stats(struct ctl *, int, char **);
+int ctl_cancel(struct ctl *, int, char **);
+int ctl_retry(struct ctl *, int, char **);
+int ctl_purge(struct ctl *, int, char **);
 
 void ctl_errx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void ctl_err(const char *, ...) __attribute__((format(printf, 1, 2)));
@@ -60,6 +64,11 @@ int ctl_no_args(const struct ctl *, int argc, char **argv);
 
 int ctl_parse_id(const char *, int64_t *);
 int ctl_parse_int(const char *, long, long, long *);
+/*
+ * A period or age ("90s", "30m", "24h", "7d"; a bare number is seconds)
+ * in milliseconds, at most 100 years; -1 when malformed or longer.
+ */
+int ctl_parse_period(const char *, int64_t *);
 
 /*
  * Load ctl->cfg: the -c file, or else the default one if it can be read;

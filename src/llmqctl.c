@@ -3,13 +3,14 @@
  * dispatch and the connection.
  *
  * Applies the schema migrations compiled into the binary, submits
- * requests, waits for them and shows them, talking to PostgreSQL; only
- * "status" looks at llmqd itself, and it maps llmqd's shared memory
- * read-only and never signals its processes.  Every statement is
- * parameterised and names its schema.  The commands live in
- * ctl_migrate.c, ctl_request.c, ctl_wait.c and ctl_status.c; this file
- * owns the command table, the helpers they share (ctl.h) and the struct
- * ctl they run with.  A command parses and checks all its arguments
+ * requests, waits for them, shows, cancels, retries, purges and sums
+ * them up, talking to PostgreSQL; only "status" looks at llmqd itself,
+ * and it maps llmqd's shared memory read-only and never signals its
+ * processes.  Every statement is parameterised and names its schema.
+ * The commands live in ctl_migrate.c, ctl_request.c, ctl_wait.c,
+ * ctl_status.c, ctl_stats.c and ctl_admin.c; this file owns the command
+ * table, the helpers they share (ctl.h) and the struct ctl they run
+ * with.  A command parses and checks all its arguments
  * before it connects, so that a usage error (exit 64) never costs a
  * connection; it returns its exit status to main(), which alone frees
  * the connection and the configuration, so that the tool runs clean
@@ -64,6 +65,16 @@ static const struct ctl_command commands[] = {
 	{ "show", ctl_show, "[--json] ID", "show one request" },
 	{ "list", ctl_list, "[-s STATUS] [-r ROLE] [-l N] [--json]",
 	    "list the newest requests" },
+	{ "stats", ctl_stats, "[--since DURATION] [-r ROLE] [--json]",
+	    "summarise the requests of a period per role and model" },
+	{ "cancel", ctl_cancel, "[--reason TEXT] ID...",
+	    "cancel pending or processing requests" },
+	{ "retry", ctl_retry,
+	    "ID... | --failed [--since DURATION] [-r ROLE]\n"
+	    "[--kind KIND]",
+	    "run failed or cancelled requests again" },
+	{ "purge", ctl_purge, "--older-than DURATION [-n] [--force]",
+	    "delete requests finished longer ago than DURATION" },
 	{ "status", ctl_status, "[--json]",
 	    "show whether llmqd runs, its slots, children and queues" },
 };
@@ -174,8 +185,9 @@ help_main(void)
 	size_t i;
 
 	usage_main(stdout);
-	printf("\nControl llmq: apply its schema, submit requests, wait for "
-	       "them and show them,\nand show how llmqd is doing.\n\n"
+	printf("\nControl llmq: apply its schema; submit requests, wait for "
+	       "them, show them,\ncancel, retry and purge them, and sum them "
+	       "up; show how llmqd is doing.\n\n"
 	       "Options:\n"
 	       "  -c, --config FILE      configuration to read the database "
 	       "and roles from\n"
@@ -287,6 +299,20 @@ ctl_parse_int(const char *s, long min, long max, long *out)
 	if (end == s || *end != '\0' || errno != 0 || v < min || v > max)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+/* Longer is a mistake; far longer, and now() minus it is no timestamp. */
+#define PERIOD_MAX_MS (36500LL * 24 * 3600 * 1000)
+
+int
+ctl_parse_period(const char *s, int64_t *ms)
+{
+	int64_t v;
+
+	if (cfg_parse_duration(s, &v) == -1 || v > PERIOD_MAX_MS)
+		return -1;
+	*ms = v;
 	return 0;
 }
 
