@@ -19,6 +19,9 @@
 
 #include <libpq-fe.h>
 
+/* The configuration read when -c names none. */
+#define CTL_DEFAULT_CONFIG SYSCONFDIR "/llmq.yaml"
+
 /* Exit statuses besides 0, 1 and EX_USAGE. */
 #define EXIT_TIMEOUT 2
 #define EXIT_NOT_RUNNING 3 /* status: llmqd is not running */
@@ -42,6 +45,7 @@ int ctl_show(struct ctl *, int, char **);
 int ctl_list(struct ctl *, int, char **);
 int ctl_status(struct ctl *, int, char **);
 int ctl_stats(struct ctl *, int, char **);
+int ctl_check(struct ctl *, int, char **);
 int ctl_cancel(struct ctl *, int, char **);
 int ctl_retry(struct ctl *, int, char **);
 int ctl_purge(struct ctl *, int, char **);

@@ -12,6 +12,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,4 +250,127 @@ ctl_migrate(struct ctl *ctl, int argc, char **argv)
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * "llmqctl check": what llmqd -t checks of the configuration (secrets
+ * included: the key files' modes), the user it names, and, unless
+ * --no-db, that the database answers, that every migration this
+ * llmqctl carries is applied and that the configured roles are
+ * registered.  One line per check on stdout; exit 1 if any failed.
+ */
+int
+ctl_check(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "no-db", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct migration *m;
+	const char *path =
+	    ctl->cfgpath != NULL ? ctl->cfgpath : CTL_DEFAULT_CONFIG;
+	const char *params[1];
+	struct cfg *cfg;
+	PGresult *res;
+	char err[1024], v[16];
+	int ch, nodb = 0, rc, bad = 0, total = 0, missing = 0;
+	size_t i;
+
+	ctl_getopt_init(ctl, argv);
+	while ((ch = getopt_long(argc, argv, "+nh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'n':
+			nodb = 1;
+			break;
+		default: /* -h, or an option getopt refused */
+			return ctl_help(ctl, ch);
+		}
+	}
+	if ((rc = ctl_no_args(ctl, argc, argv)) != 0)
+		return rc;
+
+	/* All of it, secrets too, as llmqd reads it. */
+	if ((cfg = cfg_load(path, err, sizeof(err))) == NULL) {
+		printf("configuration %s: failed\n", path);
+		ctl_errx("%s", err);
+		return 1;
+	}
+	printf("configuration %s: ok (%zu provider%s, %zu model%s, %zu "
+	       "role%s)\n",
+	    path, cfg->nproviders, cfg->nproviders == 1 ? "" : "s",
+	    cfg->nmodels, cfg->nmodels == 1 ? "" : "s", cfg->nroles,
+	    cfg->nroles == 1 ? "" : "s");
+	if (cfg->user != NULL) {
+		if (getpwnam(cfg->user) == NULL) {
+			printf("user %s: unknown\n", cfg->user);
+			bad = 1;
+		} else
+			printf("user %s: ok\n", cfg->user);
+	}
+	if (nodb) {
+		cfg_free(cfg);
+		return bad;
+	}
+	/* The database of -d, else of this file. */
+	if (ctl->conninfo == NULL)
+		ctl->conninfo = cfg->database;
+	ctl->cfgpath = NULL;
+	if (ctl_connect(ctl, 0) == -1) {
+		printf("database: failed\n");
+		ctl->conninfo = NULL;
+		cfg_free(cfg);
+		return 1;
+	}
+	printf("database: ok (PostgreSQL %d.%d)\n",
+	    PQserverVersion(ctl->conn) / 10000,
+	    PQserverVersion(ctl->conn) % 10000);
+	for (m = migrations; m->version != 0; m++)
+		total++;
+	res = PQexec(ctl->conn,
+	    "SELECT version FROM llmq.schema_version ORDER BY version");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		printf("schema: not migrated (run llmqctl migrate)\n");
+		PQclear(res);
+		bad = 1;
+		goto out;
+	}
+	for (m = migrations; m->version != 0; m++) {
+		snprintf(v, sizeof(v), "%d", m->version);
+		for (i = 0; i < (size_t)PQntuples(res); i++)
+			if (strcmp(PQgetvalue(res, (int)i, 0), v) == 0)
+				break;
+		if (i == (size_t)PQntuples(res))
+			missing++;
+	}
+	PQclear(res);
+	if (missing > 0) {
+		printf("schema: %d of %d migrations to apply (run llmqctl "
+		       "migrate)\n",
+		    missing, total);
+		bad = 1;
+	} else
+		printf("schema: up to date (%d migrations)\n", total);
+	for (i = 0; i < cfg->nroles; i++) {
+		params[0] = cfg->roles[i].name;
+		res = PQexecParams(ctl->conn,
+		    "SELECT 1 FROM llmq.roles WHERE name = $1", 1, NULL,
+		    params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+		    PQntuples(res) == 1)
+			printf("role %s: registered\n", params[0]);
+		else {
+			printf("role %s: not registered (run llmqctl -c %s "
+			       "migrate, or start llmqd)\n",
+			    params[0], path);
+			bad = 1;
+		}
+		PQclear(res);
+	}
+out:
+	/* main() closes the connection; the conninfo was the file's. */
+	if (ctl->conninfo == cfg->database)
+		ctl->conninfo = NULL;
+	cfg_free(cfg);
+	return bad;
 }

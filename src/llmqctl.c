@@ -43,7 +43,7 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
-#define DEFAULT_CONFIG SYSCONFDIR "/llmq.yaml"
+#define DEFAULT_CONFIG CTL_DEFAULT_CONFIG
 
 struct ctl_command {
 	const char *name;
@@ -75,6 +75,8 @@ static const struct ctl_command commands[] = {
 	    "run failed or cancelled requests again" },
 	{ "purge", ctl_purge, "--older-than DURATION [-n] [--force]",
 	    "delete requests finished longer ago than DURATION" },
+	{ "check", ctl_check, "[--no-db]",
+	    "check the configuration as llmqd -t does, and the database" },
 	{ "status", ctl_status, "[--json]",
 	    "show whether llmqd runs, its slots, children and queues" },
 };
