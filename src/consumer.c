@@ -13,6 +13,9 @@
  * retention, in small batches so that no statement holds locks for
  * long.
  *
+ * When consumer.metrics_file is set it also rewrites that file every
+ * interval (metrics.c), also while the database is out of reach.
+ *
  * The master stops the consumer after every worker has exited; its last
  * act is one more hand-back, for the rows of workers that had to be
  * killed, so that no row stays processing after llmqd has stopped.
@@ -27,6 +30,7 @@
 #include "db.h"
 #include "consumer.h"
 #include "log.h"
+#include "metrics.h"
 #include "proctitle.h"
 #include "util.h"
 #include "worker.h"
@@ -65,6 +69,7 @@ int
 consumer_main(const struct cfg *cfg, int parent_fd)
 {
 	PGconn *pg = NULL;
+	struct metrics *metrics = NULL;
 	struct pollfd pfd[2];
 	int64_t now, next_run = 0, next_purge = 0, backoff = 100;
 	int n, total;
@@ -73,6 +78,8 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 	log_set_role("consumer");
 	proctitle_set("llmqd: result consumer");
 	log_info("consumer started");
+	if (cfg->metrics_file != NULL)
+		metrics = metrics_new(cfg);
 
 	while (!child_term && !child_quit) {
 		now = mono_ms();
@@ -85,6 +92,8 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			if (pg == NULL &&
 			    (pg = db_connect(
 			         cfg->database, "llmqd consumer")) == NULL) {
+				if (metrics != NULL)
+					metrics_run(metrics, NULL);
 				next_run = now + backoff;
 				backoff =
 				    backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -121,6 +130,9 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			 */
 			if (sweep(pg) == -1 && db_lost(pg))
 				goto lost;
+			if (metrics != NULL && metrics_run(metrics, pg) == -1 &&
+			    db_lost(pg))
+				goto lost;
 			next_run = now + cfg->consumer_interval_ms;
 		}
 		goto wait;
@@ -156,6 +168,7 @@ consumer_main(const struct cfg *cfg, int parent_fd)
 			db_rescue_dead(pg, NULL);
 	}
 	PQfinish(pg);
+	metrics_free(metrics);
 	log_info("consumer exiting");
 	return 0;
 }

@@ -28,6 +28,8 @@
 
 struct cfg;
 struct ctl_command;
+struct shm_proc;
+struct shm_region;
 
 struct ctl {
 	const char *cfgpath;  /* -c, or NULL */
@@ -44,6 +46,7 @@ int ctl_wait(struct ctl *, int, char **);
 int ctl_show(struct ctl *, int, char **);
 int ctl_list(struct ctl *, int, char **);
 int ctl_status(struct ctl *, int, char **);
+int ctl_top(struct ctl *, int, char **);
 int ctl_stats(struct ctl *, int, char **);
 int ctl_check(struct ctl *, int, char **);
 int ctl_cancel(struct ctl *, int, char **);
@@ -82,5 +85,58 @@ int ctl_load_config(struct ctl *);
 int ctl_connect(struct ctl *, int);
 int ctl_exec(PGconn *, const char *, const char *);
 void ctl_rollback(PGconn *);
+
+/*
+ * What ctl_status.c reads of llmqd, shared with "top" (ctl_top.c).
+ */
+
+/* The queue of one role, from the database. */
+struct ctl_queue {
+	char *role;
+	long long pending;    /* due now or later */
+	long long due;        /* pending and run_after has come */
+	long long processing; /* claimed, by any host */
+	double oldest;        /* age of the oldest pending row, s; -1: none */
+	int configured;       /* a role of the configuration read */
+	int shown;            /* printed on its scope's row */
+};
+
+struct ctl_snapshot {
+	struct shm_region *r; /* copy of the region; NULL: not running */
+	const char *pidfile;
+	long pidfile_pid; /* 0: no pid in it; -1: could not read it */
+	int64_t now_us;
+	int db_ok; /* q is valid */
+	struct ctl_queue *q;
+	size_t nq;
+};
+
+/*
+ * Copy the region of the llmqd whose pidfile is st->pidfile into st->r
+ * when that llmqd runs, its names cut and its scope count clamped.
+ * Returns 0 (st->r stays NULL when llmqd does not run), or -1 (reported)
+ * when the file is there but cannot be used.
+ */
+int ctl_region_read(struct ctl_snapshot *);
+/*
+ * Append the queue of every configured role, then of every other role
+ * with rows pending or processing, to st->q; 0, or -1 (reported).
+ */
+int ctl_queue_read(struct ctl_snapshot *, PGconn *, const struct cfg *);
+/* Free what the snapshot holds and empty it; pidfile and now_us stay. */
+void ctl_snapshot_free(struct ctl_snapshot *);
+
+/* "3.2s", "42s", "5m07s", "1h02m", "3d04h". */
+void ctl_age_text(char *, size_t, double);
+/* Seconds from a wall clock time in microseconds to st->now_us, >= 0. */
+double ctl_since_s(const struct ctl_snapshot *, int64_t);
+/* A name from the region, NUL-terminated, escaped in a new string. */
+char *ctl_name_text(const char *);
+/* Calls in flight of a child: its slots in the global scope. */
+long ctl_proc_held(const struct shm_region *, const struct shm_proc *);
+/* "running", "waiting" (for a slot) or "exiting". */
+const char *ctl_proc_state(const struct shm_proc *);
+/* The record is a child that has started. */
+int ctl_proc_shown(const struct shm_proc *);
 
 #endif

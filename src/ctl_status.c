@@ -18,7 +18,9 @@
  * leaves the region behind, and its pid may since have been reused; the
  * lock went with it).  The queues come from one statement on llmq.requests;
  * when the database cannot be read the rest is shown anyway and the exit status
- * is 1 (3 still wins: "not running" is the answer asked for).
+ * is 1 (3 still wins: "not running" is the answer asked for).  The reading
+ * (ctl_region_read(), ctl_queue_read()) and the small formatters are shared
+ * with "llmqctl top" through ctl.h.
  */
 #include "config.h"
 
@@ -42,27 +44,6 @@
 #include "shm.h"
 #include "util.h"
 
-/* The queue of one role, from the database. */
-struct queue {
-	char *role;
-	long long pending;    /* due now or later */
-	long long due;        /* pending and run_after has come */
-	long long processing; /* claimed, by any host */
-	double oldest;        /* age of the oldest pending row, s; -1: none */
-	int configured;       /* a role of the configuration read */
-	int shown;            /* printed on its scope's row */
-};
-
-struct status {
-	struct shm_region *r; /* copy of the region; NULL: not running */
-	const char *pidfile;
-	long pidfile_pid; /* 0: no pid in it; -1: could not read it */
-	int64_t now_us;
-	int db_ok; /* q is valid */
-	struct queue *q;
-	size_t nq;
-};
-
 /* Helpers. */
 
 static int
@@ -72,8 +53,8 @@ pid_exists(long pid)
 }
 
 /* "3.2s", "42s", "5m07s", "1h02m", "3d04h". */
-static void
-age_text(char *buf, size_t len, double s)
+void
+ctl_age_text(char *buf, size_t len, double s)
 {
 	long long v;
 
@@ -95,22 +76,22 @@ age_text(char *buf, size_t len, double s)
 }
 
 /* Seconds since a wall clock time in microseconds, never negative. */
-static double
-since_s(const struct status *st, int64_t us)
+double
+ctl_since_s(const struct ctl_snapshot *st, int64_t us)
 {
 	return us <= 0 || us > st->now_us ? 0 : (st->now_us - us) / 1e6;
 }
 
 /* A name from the region, NUL-terminated by the caller, made printable. */
-static char *
-name_text(const char *name)
+char *
+ctl_name_text(const char *name)
 {
 	return str_escape(name, strlen(name), SHM_NAME_LEN);
 }
 
 /* Calls in flight of a child: its slots in the global scope. */
-static long
-proc_held(const struct shm_region *r, const struct shm_proc *p)
+long
+ctl_proc_held(const struct shm_region *r, const struct shm_proc *p)
 {
 	long n = 0;
 	uint32_t s;
@@ -121,8 +102,8 @@ proc_held(const struct shm_region *r, const struct shm_proc *p)
 	return n;
 }
 
-static const char *
-proc_state(const struct shm_proc *p)
+const char *
+ctl_proc_state(const struct shm_proc *p)
 {
 	if (p->exiting)
 		return "exiting";
@@ -131,14 +112,14 @@ proc_state(const struct shm_proc *p)
 	return "running";
 }
 
-static int
-proc_shown(const struct shm_proc *p)
+int
+ctl_proc_shown(const struct shm_proc *p)
 {
 	return p->kind != PROC_FREE && p->pid > 0;
 }
 
-static struct queue *
-queue_find(const struct status *st, const char *role)
+static struct ctl_queue *
+queue_find(const struct ctl_snapshot *st, const char *role)
 {
 	size_t i;
 
@@ -148,10 +129,10 @@ queue_find(const struct status *st, const char *role)
 	return NULL;
 }
 
-static struct queue *
-queue_add(struct status *st, const char *role)
+static struct ctl_queue *
+queue_add(struct ctl_snapshot *st, const char *role)
 {
-	struct queue *q;
+	struct ctl_queue *q;
 
 	st->q = xreallocarray(st->q, st->nq + 1, sizeof(*st->q));
 	q = &st->q[st->nq++];
@@ -181,29 +162,36 @@ pidfile_unlocked(const char *path)
 }
 
 /*
- * Copy the region at path into st->r when llmqd runs.  Returns 0 (st->r
- * stays NULL when llmqd does not run), or -1 (reported) when the file is
- * there but cannot be used.
+ * Copy the region next to st->pidfile into st->r when llmqd runs.
+ * Returns 0 (st->r stays NULL when llmqd does not run), or -1 (reported)
+ * when the file is there but cannot be used.
  */
-static int
-region_read(struct status *st, const char *path)
+int
+ctl_region_read(struct ctl_snapshot *st)
 {
 	const struct shm_region *map;
 	struct shm_region *r;
 	struct stat sb;
-	char err[1024];
+	char err[1024], *path;
 	uint32_t s;
 	int p;
 
-	if (stat(path, &sb) == -1 && errno == ENOENT)
+	path = shm_path(st->pidfile);
+	if (stat(path, &sb) == -1 && errno == ENOENT) {
+		free(path);
 		return 0;
+	}
 	if ((map = shm_attach(path, err, sizeof(err))) == NULL) {
 		/* Removed in the meantime: llmqd has just stopped. */
-		if (stat(path, &sb) == -1 && errno == ENOENT)
+		if (stat(path, &sb) == -1 && errno == ENOENT) {
+			free(path);
 			return 0;
+		}
+		free(path);
 		ctl_errx("%s", err);
 		return -1;
 	}
+	free(path);
 	r = xmalloc(sizeof(*r));
 	memcpy(r, map, sizeof(*r));
 	shm_detach(map);
@@ -257,7 +245,7 @@ pidfile_read(const char *path)
 
 /* Say when the pidfile disagrees with the region. */
 static void
-pidfile_check(const struct status *st)
+pidfile_check(const struct ctl_snapshot *st)
 {
 	long pid = st->pidfile_pid;
 
@@ -280,10 +268,10 @@ pidfile_check(const struct status *st)
  * rows pending or processing.  Both statuses have a partial index, so
  * this reads only the live rows.
  */
-static int
-queue_read(struct status *st, PGconn *conn, const struct cfg *cfg)
+int
+ctl_queue_read(struct ctl_snapshot *st, PGconn *conn, const struct cfg *cfg)
 {
-	struct queue *q;
+	struct ctl_queue *q;
 	PGresult *res;
 	size_t i;
 	int n, row;
@@ -320,6 +308,21 @@ queue_read(struct status *st, PGconn *conn, const struct cfg *cfg)
 	}
 	PQclear(res);
 	return 0;
+}
+
+void
+ctl_snapshot_free(struct ctl_snapshot *st)
+{
+	size_t i;
+
+	free(st->r);
+	st->r = NULL;
+	for (i = 0; i < st->nq; i++)
+		free(st->q[i].role);
+	free(st->q);
+	st->q = NULL;
+	st->nq = 0;
+	st->db_ok = 0;
 }
 
 /* The table: columns aligned on the widest cell. */
@@ -413,7 +416,7 @@ table_flush(struct table *t)
 
 /* The queue columns of a role's row, from column c on. */
 static void
-queue_cells(char **row, int c, const struct queue *q)
+queue_cells(char **row, int c, const struct ctl_queue *q)
 {
 	char age[32];
 
@@ -423,7 +426,7 @@ queue_cells(char **row, int c, const struct queue *q)
 	if (q == NULL || q->oldest < 0)
 		cellf(row, c + 3, "-");
 	else {
-		age_text(age, sizeof(age), q->oldest);
+		ctl_age_text(age, sizeof(age), q->oldest);
 		cellf(row, c + 3, "%s", age);
 	}
 }
@@ -431,7 +434,7 @@ queue_cells(char **row, int c, const struct queue *q)
 /* Human output. */
 
 static void
-print_scopes(struct status *st)
+print_scopes(struct ctl_snapshot *st)
 {
 	static const struct column cols[] = {
 		{ "KIND", 0 },
@@ -448,7 +451,7 @@ print_scopes(struct status *st)
 	};
 	struct table t = { cols, st->db_ok ? 11 : 7, NULL, 0 };
 	const struct shm_scope *sc;
-	struct queue *q;
+	struct ctl_queue *q;
 	char **row, *name;
 	uint32_t s;
 	size_t i;
@@ -459,7 +462,7 @@ print_scopes(struct status *st)
 		if (sc->kind == SCOPE_FREE)
 			continue;
 		row = table_row(&t);
-		name = name_text(sc->name);
+		name = ctl_name_text(sc->name);
 		cellf(row, 0, "%s", shm_kind_name(sc->kind));
 		if (sc->kind == SCOPE_PROVIDER && sc->cool_wall > st->now_us)
 			cellf(row, 1, "%s (cooled down %.0fs)", name,
@@ -489,7 +492,7 @@ print_scopes(struct status *st)
 		    (!q->configured && q->pending == 0 && q->processing == 0))
 			continue;
 		row = table_row(&t);
-		name = name_text(q->role);
+		name = ctl_name_text(q->role);
 		cellf(row, 0, "role");
 		cellf(row, 1, "%s (not in llmqd)", name);
 		free(name);
@@ -501,7 +504,7 @@ print_scopes(struct status *st)
 }
 
 static void
-print_children(const struct status *st)
+print_children(const struct ctl_snapshot *st)
 {
 	static const struct column cols[] = {
 		{ "ROLE", 0 },
@@ -519,20 +522,20 @@ print_children(const struct status *st)
 
 	for (i = 0; i < SHM_MAX_PROCS; i++) {
 		p = &st->r->procs[i];
-		if (!proc_shown(p))
+		if (!ctl_proc_shown(p))
 			continue;
 		row = table_row(&t);
 		role = p->kind == PROC_CONSUMER ? xstrdup("consumer") :
-		                                  name_text(p->role);
+		                                  ctl_name_text(p->role);
 		cellf(row, 0, "%s", role);
 		free(role);
 		cellf(row, 1, "%d", (int)p->pid);
-		age_text(age, sizeof(age), since_s(st, p->started));
+		ctl_age_text(age, sizeof(age), ctl_since_s(st, p->started));
 		cellf(row, 2, "%s", age);
 		cellf(row, 3, "%u", (unsigned)p->restarts);
 		cellf(row, 4, "%d", (int)p->gen);
-		cellf(row, 5, "%s", proc_state(p));
-		cellf(row, 6, "%ld", proc_held(st->r, p));
+		cellf(row, 5, "%s", ctl_proc_state(p));
+		cellf(row, 6, "%ld", ctl_proc_held(st->r, p));
 	}
 	if (t.nrows > 0)
 		table_flush(&t);
@@ -542,7 +545,7 @@ print_children(const struct status *st)
 
 /* Not running: the queue of each role alone. */
 static void
-print_queues(const struct status *st)
+print_queues(const struct ctl_snapshot *st)
 {
 	static const struct column cols[] = {
 		{ "ROLE", 0 },
@@ -557,7 +560,7 @@ print_queues(const struct status *st)
 
 	for (i = 0; i < st->nq; i++) {
 		row = table_row(&t);
-		name = name_text(st->q[i].role);
+		name = ctl_name_text(st->q[i].role);
 		cellf(row, 0, "%s%s", name,
 		    st->q[i].configured ? "" : " (not configured)");
 		free(name);
@@ -567,7 +570,7 @@ print_queues(const struct status *st)
 }
 
 static void
-print_text(struct status *st)
+print_text(struct ctl_snapshot *st)
 {
 	char age[32];
 
@@ -579,7 +582,7 @@ print_text(struct status *st)
 		}
 		return;
 	}
-	age_text(age, sizeof(age), since_s(st, st->r->master_started));
+	ctl_age_text(age, sizeof(age), ctl_since_s(st, st->r->master_started));
 	printf("llmqd is running (pid %d, up %s), generation %d\n\n",
 	    (int)st->r->master_pid, age, (int)st->r->generation);
 	print_scopes(st);
@@ -600,10 +603,10 @@ json_secs(double s)
 
 /* The queue members of a role's object; null when not known. */
 static void
-json_queue(
-    struct json_object *o, const struct status *st, const struct queue *q)
+json_queue(struct json_object *o, const struct ctl_snapshot *st,
+    const struct ctl_queue *q)
 {
-	static const struct queue none = { NULL, 0, 0, 0, -1, 0, 0 };
+	static const struct ctl_queue none = { NULL, 0, 0, 0, -1, 0, 0 };
 
 	if (!st->db_ok) {
 		json_object_object_add(o, "pending", NULL);
@@ -623,7 +626,7 @@ json_queue(
 }
 
 static struct json_object *
-json_scopes(const struct status *st)
+json_scopes(const struct ctl_snapshot *st)
 {
 	struct json_object *a, *o;
 	const struct shm_scope *sc;
@@ -636,7 +639,7 @@ json_scopes(const struct status *st)
 		if (sc->kind == SCOPE_FREE)
 			continue;
 		o = json_object_new_object();
-		name = name_text(sc->name);
+		name = ctl_name_text(sc->name);
 		json_object_object_add(
 		    o, "kind", json_object_new_string(shm_kind_name(sc->kind)));
 		json_object_object_add(o, "name", json_object_new_string(name));
@@ -671,7 +674,7 @@ json_scopes(const struct status *st)
 }
 
 static struct json_object *
-json_children(const struct status *st)
+json_children(const struct ctl_snapshot *st)
 {
 	struct json_object *a, *o;
 	const struct shm_proc *p;
@@ -681,31 +684,31 @@ json_children(const struct status *st)
 	a = json_object_new_array();
 	for (i = 0; st->r != NULL && i < SHM_MAX_PROCS; i++) {
 		p = &st->r->procs[i];
-		if (!proc_shown(p))
+		if (!ctl_proc_shown(p))
 			continue;
 		o = json_object_new_object();
 		role = p->kind == PROC_CONSUMER ? xstrdup("consumer") :
-		                                  name_text(p->role);
+		                                  ctl_name_text(p->role);
 		json_object_object_add(o, "role", json_object_new_string(role));
 		free(role);
 		json_object_object_add(o, "pid", json_object_new_int(p->pid));
 		json_object_object_add(o, "uptime_s",
-		    json_object_new_int64((int64_t)since_s(st, p->started)));
+		    json_object_new_int64((int64_t)ctl_since_s(st, p->started)));
 		json_object_object_add(
 		    o, "restarts", json_object_new_int64((int64_t)p->restarts));
 		json_object_object_add(
 		    o, "generation", json_object_new_int(p->gen));
 		json_object_object_add(
-		    o, "state", json_object_new_string(proc_state(p)));
+		    o, "state", json_object_new_string(ctl_proc_state(p)));
 		json_object_object_add(
-		    o, "inflight", json_object_new_int64(proc_held(st->r, p)));
+		    o, "inflight", json_object_new_int64(ctl_proc_held(st->r, p)));
 		json_object_array_add(a, o);
 	}
 	return a;
 }
 
 static struct json_object *
-json_queues(const struct status *st)
+json_queues(const struct ctl_snapshot *st)
 {
 	struct json_object *a, *o;
 	char *name;
@@ -716,7 +719,7 @@ json_queues(const struct status *st)
 	a = json_object_new_array();
 	for (i = 0; i < st->nq; i++) {
 		o = json_object_new_object();
-		name = name_text(st->q[i].role);
+		name = ctl_name_text(st->q[i].role);
 		json_object_object_add(o, "role", json_object_new_string(name));
 		free(name);
 		json_object_object_add(o, "configured",
@@ -728,13 +731,13 @@ json_queues(const struct status *st)
 }
 
 static void
-print_json(const struct status *st)
+print_json(const struct ctl_snapshot *st)
 {
 	const struct shm_region *r = st->r;
 	struct json_object *doc;
 	int64_t up;
 
-	up = r != NULL ? (int64_t)since_s(st, r->master_started) : 0;
+	up = r != NULL ? (int64_t)ctl_since_s(st, r->master_started) : 0;
 	doc = json_object_new_object();
 	json_object_object_add(
 	    doc, "running", json_object_new_boolean(r != NULL));
@@ -765,9 +768,7 @@ ctl_status(struct ctl *ctl, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct status st;
-	char *path;
-	size_t i;
+	struct ctl_snapshot st;
 	int ch, as_json = 0, rc;
 
 	ctl_getopt_init(ctl, argv);
@@ -793,17 +794,14 @@ ctl_status(struct ctl *ctl, int argc, char **argv)
 
 	memset(&st, 0, sizeof(st));
 	st.pidfile = ctl->cfg->pidfile;
-	path = shm_path(ctl->cfg->pidfile);
-	rc = region_read(&st, path);
-	free(path);
-	if (rc == -1)
+	if (ctl_region_read(&st) == -1)
 		return 1;
 	st.pidfile_pid = pidfile_read(st.pidfile);
 	st.now_us = wall_us();
 	pidfile_check(&st);
 
 	if (ctl_connect(ctl, 1) == 0 &&
-	    queue_read(&st, ctl->conn, ctl->cfg) == 0)
+	    ctl_queue_read(&st, ctl->conn, ctl->cfg) == 0)
 		st.db_ok = 1;
 	else
 		ctl_errx("warning: no queue counts: the database could not be "
@@ -818,9 +816,6 @@ ctl_status(struct ctl *ctl, int argc, char **argv)
 		rc = EXIT_NOT_RUNNING;
 	else
 		rc = st.db_ok ? 0 : 1;
-	free(st.r);
-	for (i = 0; i < st.nq; i++)
-		free(st.q[i].role);
-	free(st.q);
+	ctl_snapshot_free(&st);
 	return rc;
 }

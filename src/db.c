@@ -302,6 +302,63 @@ static const struct {
 	    "                        AND r.status = 'processing'"
 	    "                        AND r.attempts = p.attempt)"
 	    "   LIMIT $1)" },
+	/*
+	 * The metrics of the rows that finished in ($1, now() - $2 ms],
+	 * grouped: which 0 counts the rows; 1, 2 and 3 are the
+	 * observations of the queue wait, model time and time to the first
+	 * token, in bucket b (0: at most the first of the bounds $3, ...,
+	 * cardinality($3): above the last).  $3 holds the bounds negated, in
+	 * ascending order, so that width_bucket() counts the bounds at or
+	 * above a value and a value equal to a bound falls in its bucket
+	 * (Prometheus' "le").  The first row gives the upper end of the
+	 * range, to pass as $1 the next time; it is the only row when no row
+	 * finished.  A range of finished_at: requests_finished_idx
+	 * (sql/007_metrics.sql).
+	 */
+	{ "metrics_finished",
+	    "WITH r AS (SELECT q.role, coalesce(q.model_used, q.model, '')"
+	    "       AS model, q.status, coalesce(q.error_kind, '') AS kind,"
+	    /* greatest() skips a NULL: without a claim, no observation. */
+	    "       CASE WHEN q.claimed_at IS NOT NULL THEN"
+	    "           greatest(extract(epoch FROM q.claimed_at -"
+	    "               greatest(q.created_at, q.run_after)), 0)::float8"
+	    "       END AS qw,"
+	    "       CASE WHEN q.claimed_at IS NOT NULL"
+	    "             AND q.status <> 'cancelled' THEN"
+	    "           greatest(extract(epoch FROM q.finished_at -"
+	    "               q.claimed_at), 0)::float8 END AS mt,"
+	    "       CASE WHEN q.claimed_at IS NOT NULL"
+	    "             AND q.first_token_at IS NOT NULL THEN"
+	    "           greatest(extract(epoch FROM q.first_token_at -"
+	    "               q.claimed_at), 0)::float8 END AS ft"
+	    "  FROM llmq.requests q"
+	    " WHERE q.finished_at > $1::timestamptz"
+	    "   AND q.finished_at <= now() - $2::bigint * interval '1 "
+	    "millisecond'"
+	    "   AND q.status IN ('completed', 'failed', 'cancelled')),"
+	    " g AS (SELECT r.role, r.model, r.status, r.kind, h.which,"
+	    "       CASE WHEN h.which = 0 THEN 0"
+	    "       ELSE cardinality($3::float8[]) -"
+	    "           width_bucket(-h.v, $3::float8[]) END AS b,"
+	    "       count(*) AS n, coalesce(sum(h.v), 0) AS s"
+	    "  FROM r CROSS JOIN LATERAL (VALUES (0, 0::float8), (1, r.qw),"
+	    "       (2, r.mt), (3, r.ft)) h(which, v)"
+	    " WHERE h.which = 0 OR h.v IS NOT NULL"
+	    " GROUP BY 1, 2, 3, 4, 5, 6)"
+	    " SELECT now() - $2::bigint * interval '1 millisecond', g.role,"
+	    "        g.model, g.status, g.kind, g.which, g.b, g.n, g.s"
+	    "   FROM (SELECT 1) o LEFT JOIN g ON true" },
+	/*
+	 * The rows due in each role's queue, and how long the first of
+	 * them has been due: from the partial index of pending rows.
+	 */
+	{ "metrics_queues",
+	    "SELECT role, count(*),"
+	    "       greatest(extract(epoch FROM now() - min(run_after)),"
+	    "           0)::float8"
+	    "  FROM llmq.requests"
+	    " WHERE status = 'pending' AND run_after <= now()"
+	    " GROUP BY role" },
 	/* Pending rows past their queue deadline. */
 	{ "overload",
 	    "UPDATE llmq.requests"
@@ -895,4 +952,61 @@ db_purge(PGconn *conn, int64_t retention_ms, int limit)
 	snprintf(rbuf, sizeof(rbuf), "%lld", (long long)retention_ms);
 	snprintf(lbuf, sizeof(lbuf), "%d", limit);
 	return run_cmd(conn, "purge", 2, v);
+}
+
+int
+db_metrics_finished(PGconn *conn, const char *since, int64_t settle_ms,
+    const char *bounds, db_finished_fn *each, void *arg, char *upto,
+    size_t uptolen)
+{
+	char sbuf[24];
+	const char *v[] = { since, sbuf, bounds };
+	struct db_finished f;
+	PGresult *res;
+	int i, n;
+
+	snprintf(sbuf, sizeof(sbuf), "%lld", (long long)settle_ms);
+	if ((res = run(conn, "metrics_finished", 3, v, PGRES_TUPLES_OK)) ==
+	    NULL)
+		return -1;
+	n = PQntuples(res);
+	if (n < 1 || PQnfields(res) < 9) {
+		log_warnx("metrics_finished returned no range");
+		PQclear(res);
+		return -1;
+	}
+	snprintf(upto, uptolen, "%s", PQgetvalue(res, 0, 0));
+	for (i = 0; i < n; i++) {
+		if (PQgetisnull(res, i, 1))
+			continue; /* nothing finished in the range */
+		f.role = PQgetvalue(res, i, 1);
+		f.model = PQgetvalue(res, i, 2);
+		f.status = PQgetvalue(res, i, 3);
+		f.error_kind = PQgetvalue(res, i, 4);
+		f.which = atoi(PQgetvalue(res, i, 5));
+		f.bucket = atoi(PQgetvalue(res, i, 6));
+		f.n = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+		f.sum = strtod(PQgetvalue(res, i, 8), NULL);
+		each(&f, arg);
+	}
+	PQclear(res);
+	return 0;
+}
+
+int
+db_metrics_queues(PGconn *conn, db_queue_fn *each, void *arg)
+{
+	PGresult *res;
+	int i, n;
+
+	if ((res = run(conn, "metrics_queues", 0, NULL, PGRES_TUPLES_OK)) ==
+	    NULL)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++)
+		each(PQgetvalue(res, i, 0),
+		    strtoll(PQgetvalue(res, i, 1), NULL, 10),
+		    strtod(PQgetvalue(res, i, 2), NULL), arg);
+	PQclear(res);
+	return 0;
 }

@@ -145,4 +145,34 @@ int db_overload(PGconn *, int limit);
 /* Delete finished rows older than retention_ms, at most limit of them. */
 int db_purge(PGconn *, int64_t retention_ms, int limit);
 
+/*
+ * Metrics (metrics.c).  One group of the rows finished in a range: which
+ * 0 counts them; 1, 2, 3 count the observations of the queue wait, the
+ * model time and the time to the first token (seconds) in bucket, and
+ * sum them.
+ */
+struct db_finished {
+	const char *role, *model, *status, *error_kind; /* "": none */
+	int which;
+	int bucket; /* 0..nbounds; nbounds: above the last bound */
+	int64_t n;
+	double sum;
+};
+typedef void db_finished_fn(const struct db_finished *, void *arg);
+typedef void db_queue_fn(
+    const char *role, int64_t due, double oldest_s, void *arg);
+
+/*
+ * Call each for every group of the rows finished after since (a
+ * timestamp; "-infinity" for all) and at least settle_ms ago, their
+ * histograms bucketed by bounds (a PostgreSQL array literal of the
+ * bucket bounds negated, ascending); the end of that range goes into
+ * upto, to pass as since the next time.
+ */
+int db_metrics_finished(PGconn *, const char *since, int64_t settle_ms,
+    const char *bounds, db_finished_fn *each, void *arg, char *upto,
+    size_t uptolen);
+/* Call each for every role with rows due in its queue. */
+int db_metrics_queues(PGconn *, db_queue_fn *each, void *arg);
+
 #endif

@@ -4,13 +4,13 @@
  *
  * Applies the schema migrations compiled into the binary, submits
  * requests, waits for them, shows, cancels, retries, purges and sums
- * them up, talking to PostgreSQL; only "status" looks at llmqd itself,
- * and it maps llmqd's shared memory read-only and never signals its
+ * them up, talking to PostgreSQL; only "status" and "top" look at llmqd,
+ * and they map llmqd's shared memory read-only and never signal its
  * processes.  Every statement is parameterised and names its schema.
  * The commands live in ctl_migrate.c, ctl_request.c, ctl_wait.c,
- * ctl_status.c, ctl_stats.c and ctl_admin.c; this file owns the command
- * table, the helpers they share (ctl.h) and the struct ctl they run
- * with.  A command parses and checks all its arguments
+ * ctl_status.c, ctl_top.c, ctl_stats.c and ctl_admin.c; this file owns
+ * the command table, the helpers they share (ctl.h) and the struct ctl
+ * they run with.  A command parses and checks all its arguments
  * before it connects, so that a usage error (exit 64) never costs a
  * connection; it returns its exit status to main(), which alone frees
  * the connection and the configuration, so that the tool runs clean
@@ -79,6 +79,8 @@ static const struct ctl_command commands[] = {
 	    "check the configuration as llmqd -t does, and the database" },
 	{ "status", ctl_status, "[--json]",
 	    "show whether llmqd runs, its slots, children and queues" },
+	{ "top", ctl_top, "[--once] [-n N]",
+	    "show llmqd, its queues, rates and failures, live" },
 };
 
 /* "llmqctl: message" on stderr. */
@@ -210,7 +212,7 @@ help_main(void)
 	       "command.\n"
 	       "\nExit status: 0 success, 1 error or request failed or "
 	       "cancelled, 2 timed out\nwaiting, 3 llmqd is not running "
-	       "(status), 64 usage error.\n");
+	       "(status, top --once), 64 usage error.\n");
 }
 
 void
