@@ -139,4 +139,28 @@ const char *ctl_proc_state(const struct shm_proc *);
 /* The record is a child that has started. */
 int ctl_proc_shown(const struct shm_proc *);
 
+/*
+ * A text table, each column as wide as its widest cell (ctl_table.c).
+ * The table owns its cells; a NULL cell is empty, and a row ends at its
+ * last non-NULL one.
+ */
+#define CTL_TABLE_MAXCOLS 12
+
+struct ctl_table_column {
+	const char *head;
+	int right; /* numbers are aligned right */
+};
+
+struct ctl_table {
+	const struct ctl_table_column *cols;
+	int ncols;   /* at most CTL_TABLE_MAXCOLS */
+	char **cell; /* nrows * ncols, allocated strings or NULL */
+	size_t nrows;
+};
+
+/* A new row of ncols NULL cells, to fill with strings the table frees. */
+char **ctl_table_row(struct ctl_table *);
+/* Print the heads and the rows, free the cells and empty the table. */
+void ctl_table_flush(struct ctl_table *);
+
 #endif

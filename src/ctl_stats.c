@@ -145,77 +145,6 @@ static const char stats_sql[] =
     "          'total', (SELECT m FROM g WHERE gs = 3)),"
     "        floor(extract(epoch FROM (SELECT since FROM s)))::bigint";
 
-/* A small table, columns sized to their widest cell. */
-
-#define TABLE_MAXCOLS 12
-
-struct column {
-	const char *head;
-	int right; /* numbers are aligned right */
-};
-
-struct table {
-	const struct column *cols;
-	int ncols;
-	char **cell; /* nrows * ncols; NULL: empty */
-	size_t nrows;
-};
-
-static char **
-table_row(struct table *t)
-{
-	char **row;
-
-	t->cell = xreallocarray(
-	    t->cell, (t->nrows + 1) * (size_t)t->ncols, sizeof(*t->cell));
-	row = &t->cell[t->nrows++ * (size_t)t->ncols];
-	memset(row, 0, (size_t)t->ncols * sizeof(*row));
-	return row;
-}
-
-static void
-table_line(const struct table *t, const int *width, const char *const *cell)
-{
-	const char *v;
-	int c, last = t->ncols - 1;
-
-	for (c = 0; c <= last; c++) {
-		v = cell[c] != NULL ? cell[c] : "";
-		if (c == last && !t->cols[c].right)
-			printf("%s\n", v);
-		else
-			printf("%*s%s", t->cols[c].right ? width[c] : -width[c],
-			    v, c == last ? "\n" : "  ");
-	}
-}
-
-/* Print the table and free its cells. */
-static void
-table_flush(struct table *t)
-{
-	const char *head[TABLE_MAXCOLS];
-	int width[TABLE_MAXCOLS], c, len;
-	size_t i;
-
-	for (c = 0; c < t->ncols; c++) {
-		head[c] = t->cols[c].head;
-		width[c] = (int)strlen(head[c]);
-	}
-	for (i = 0; i < t->nrows * (size_t)t->ncols; i++)
-		if (t->cell[i] != NULL &&
-		    (len = (int)strlen(t->cell[i])) > width[i % t->ncols])
-			width[i % t->ncols] = len;
-	table_line(t, width, head);
-	for (i = 0; i < t->nrows; i++)
-		table_line(t, width,
-		    (const char *const *)&t->cell[i * (size_t)t->ncols]);
-	for (i = 0; i < t->nrows * (size_t)t->ncols; i++)
-		free(t->cell[i]);
-	free(t->cell);
-	t->cell = NULL;
-	t->nrows = 0;
-}
-
 /* Reading the figures. */
 
 static int64_t
@@ -376,7 +305,7 @@ static void
 print_view(struct json_object *groups, struct json_object *total,
     const char *head, const char *key)
 {
-	const struct column counts[] = {
+	const struct ctl_table_column counts[] = {
 		{ head, 0 },
 		{ "TOTAL", 1 },
 		{ "COMPLETED", 1 },
@@ -388,7 +317,7 @@ print_view(struct json_object *groups, struct json_object *total,
 		{ "RETRIED", 1 },
 		{ "REASKS", 1 },
 	};
-	const struct column times[] = {
+	const struct ctl_table_column times[] = {
 		{ head, 0 },
 		{ "QUEUE_WAIT", 0 },
 		{ "MODEL_TIME", 0 },
@@ -396,8 +325,8 @@ print_view(struct json_object *groups, struct json_object *total,
 		{ "FIRST_TOKEN", 0 },
 		{ "TOKENS", 0 },
 	};
-	struct table tc = { counts, (int)nitems(counts), NULL, 0 };
-	struct table tt = { times, (int)nitems(times), NULL, 0 };
+	struct ctl_table tc = { counts, (int)nitems(counts), NULL, 0 };
+	struct ctl_table tt = { times, (int)nitems(times), NULL, 0 };
 	struct json_object *g;
 	char **row, *name, *kinds;
 	size_t i, n, w = 0;
@@ -409,7 +338,7 @@ print_view(struct json_object *groups, struct json_object *total,
 		name = group_name(g, i < n ? key : NULL);
 		if (strlen(name) > w)
 			w = strlen(name);
-		row = table_row(&tc);
+		row = ctl_table_row(&tc);
 		row[0] = xstrdup(name);
 		row[1] = count_cell(g, "requests");
 		row[2] = count_cell(g, "completed");
@@ -420,7 +349,7 @@ print_view(struct json_object *groups, struct json_object *total,
 		row[7] = count_cell(g, "fallbacks");
 		row[8] = count_cell(g, "retried");
 		row[9] = count_cell(g, "reasks");
-		row = table_row(&tt);
+		row = ctl_table_row(&tt);
 		row[0] = name;
 		row[1] = times_cell(g, "queue_wait_ms");
 		row[2] = times_cell(g, "model_time_ms");
@@ -428,7 +357,7 @@ print_view(struct json_object *groups, struct json_object *total,
 		row[4] = times_cell(g, "first_token_ms");
 		row[5] = tokens_cell(g);
 	}
-	table_flush(&tc);
+	ctl_table_flush(&tc);
 	for (i = 0; i <= n; i++) {
 		g = i < n ? json_object_array_get_idx(groups, i) : total;
 		if ((kinds = kinds_text(g)) == NULL)
@@ -441,7 +370,7 @@ print_view(struct json_object *groups, struct json_object *total,
 		free(kinds);
 	}
 	printf("\n");
-	table_flush(&tt);
+	ctl_table_flush(&tt);
 }
 
 static int

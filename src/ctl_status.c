@@ -325,34 +325,7 @@ ctl_snapshot_free(struct ctl_snapshot *st)
 	st->db_ok = 0;
 }
 
-/* The table: columns aligned on the widest cell. */
-
-#define TABLE_MAXCOLS 11
-
-struct column {
-	const char *head;
-	int right; /* numbers are aligned right */
-};
-
-struct table {
-	const struct column *cols;
-	int ncols;
-	char **cell; /* nrows * ncols; NULL: empty, or the row ended */
-	size_t nrows;
-};
-
-static char **
-table_row(struct table *t)
-{
-	char **row;
-
-	t->cell = xreallocarray(
-	    t->cell, (t->nrows + 1) * (size_t)t->ncols, sizeof(*t->cell));
-	row = &t->cell[t->nrows++ * (size_t)t->ncols];
-	memset(row, 0, (size_t)t->ncols * sizeof(*row));
-	return row;
-}
-
+/* A cell of a table row, printf-style. */
 static void cellf(char **row, int c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -367,51 +340,6 @@ cellf(char **row, int c, const char *fmt, ...)
 	va_end(ap);
 	free(row[c]);
 	row[c] = xstrdup(buf);
-}
-
-static void
-table_line(const struct table *t, const int *width, const char *const *cell)
-{
-	const char *v;
-	int c, last;
-
-	for (last = t->ncols - 1; last > 0 && cell[last] == NULL; last--)
-		;
-	for (c = 0; c <= last; c++) {
-		v = cell[c] != NULL ? cell[c] : "";
-		if (c == last && !t->cols[c].right)
-			printf("%s\n", v);
-		else
-			printf("%*s%s", t->cols[c].right ? width[c] : -width[c],
-			    v, c == last ? "\n" : "  ");
-	}
-}
-
-/* Print and free the table. */
-static void
-table_flush(struct table *t)
-{
-	const char *head[TABLE_MAXCOLS];
-	int width[TABLE_MAXCOLS], c, len;
-	size_t i;
-
-	for (c = 0; c < t->ncols; c++) {
-		head[c] = t->cols[c].head;
-		width[c] = (int)strlen(head[c]);
-	}
-	for (i = 0; i < t->nrows * (size_t)t->ncols; i++)
-		if (t->cell[i] != NULL &&
-		    (len = (int)strlen(t->cell[i])) > width[i % t->ncols])
-			width[i % t->ncols] = len;
-	table_line(t, width, head);
-	for (i = 0; i < t->nrows; i++)
-		table_line(t, width,
-		    (const char *const *)&t->cell[i * (size_t)t->ncols]);
-	for (i = 0; i < t->nrows * (size_t)t->ncols; i++)
-		free(t->cell[i]);
-	free(t->cell);
-	t->cell = NULL;
-	t->nrows = 0;
 }
 
 /* The queue columns of a role's row, from column c on. */
@@ -436,7 +364,7 @@ queue_cells(char **row, int c, const struct ctl_queue *q)
 static void
 print_scopes(struct ctl_snapshot *st)
 {
-	static const struct column cols[] = {
+	static const struct ctl_table_column cols[] = {
 		{ "KIND", 0 },
 		{ "NAME", 0 },
 		{ "LIMIT", 1 },
@@ -449,7 +377,7 @@ print_scopes(struct ctl_snapshot *st)
 		{ "PROCESSING", 1 },
 		{ "OLDEST", 1 },
 	};
-	struct table t = { cols, st->db_ok ? 11 : 7, NULL, 0 };
+	struct ctl_table t = { cols, st->db_ok ? 11 : 7, NULL, 0 };
 	const struct shm_scope *sc;
 	struct ctl_queue *q;
 	char **row, *name;
@@ -461,7 +389,7 @@ print_scopes(struct ctl_snapshot *st)
 		sc = &st->r->scopes[s];
 		if (sc->kind == SCOPE_FREE)
 			continue;
-		row = table_row(&t);
+		row = ctl_table_row(&t);
 		name = ctl_name_text(sc->name);
 		cellf(row, 0, "%s", shm_kind_name(sc->kind));
 		if (sc->kind == SCOPE_PROVIDER && sc->cool_wall > st->now_us)
@@ -491,7 +419,7 @@ print_scopes(struct ctl_snapshot *st)
 		if (q->shown ||
 		    (!q->configured && q->pending == 0 && q->processing == 0))
 			continue;
-		row = table_row(&t);
+		row = ctl_table_row(&t);
 		name = ctl_name_text(q->role);
 		cellf(row, 0, "role");
 		cellf(row, 1, "%s (not in llmqd)", name);
@@ -500,13 +428,13 @@ print_scopes(struct ctl_snapshot *st)
 			cellf(row, c, "-");
 		queue_cells(row, 7, q);
 	}
-	table_flush(&t);
+	ctl_table_flush(&t);
 }
 
 static void
 print_children(const struct ctl_snapshot *st)
 {
-	static const struct column cols[] = {
+	static const struct ctl_table_column cols[] = {
 		{ "ROLE", 0 },
 		{ "PID", 1 },
 		{ "UPTIME", 1 },
@@ -515,7 +443,7 @@ print_children(const struct ctl_snapshot *st)
 		{ "STATE", 0 },
 		{ "HELD", 1 },
 	};
-	struct table t = { cols, 7, NULL, 0 };
+	struct ctl_table t = { cols, 7, NULL, 0 };
 	const struct shm_proc *p;
 	char **row, *role, age[32];
 	int i;
@@ -524,7 +452,7 @@ print_children(const struct ctl_snapshot *st)
 		p = &st->r->procs[i];
 		if (!ctl_proc_shown(p))
 			continue;
-		row = table_row(&t);
+		row = ctl_table_row(&t);
 		role = p->kind == PROC_CONSUMER ? xstrdup("consumer") :
 		                                  ctl_name_text(p->role);
 		cellf(row, 0, "%s", role);
@@ -538,7 +466,7 @@ print_children(const struct ctl_snapshot *st)
 		cellf(row, 6, "%ld", ctl_proc_held(st->r, p));
 	}
 	if (t.nrows > 0)
-		table_flush(&t);
+		ctl_table_flush(&t);
 	else
 		printf("no children\n");
 }
@@ -547,26 +475,26 @@ print_children(const struct ctl_snapshot *st)
 static void
 print_queues(const struct ctl_snapshot *st)
 {
-	static const struct column cols[] = {
+	static const struct ctl_table_column cols[] = {
 		{ "ROLE", 0 },
 		{ "PENDING", 1 },
 		{ "DUE", 1 },
 		{ "PROCESSING", 1 },
 		{ "OLDEST", 1 },
 	};
-	struct table t = { cols, 5, NULL, 0 };
+	struct ctl_table t = { cols, 5, NULL, 0 };
 	char **row, *name;
 	size_t i;
 
 	for (i = 0; i < st->nq; i++) {
-		row = table_row(&t);
+		row = ctl_table_row(&t);
 		name = ctl_name_text(st->q[i].role);
 		cellf(row, 0, "%s%s", name,
 		    st->q[i].configured ? "" : " (not configured)");
 		free(name);
 		queue_cells(row, 1, &st->q[i]);
 	}
-	table_flush(&t);
+	ctl_table_flush(&t);
 }
 
 static void

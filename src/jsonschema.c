@@ -941,9 +941,9 @@ size_ok(size_t n, json_object *kv, int upper)
 	return upper ? count_cmp(n, kv) <= 0 : count_cmp(n, kv) >= 0;
 }
 
+/* A string's length in characters: maxLength (upper) or minLength. */
 static int
-v_max_length(
-    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+v_length(struct val *v, json_object *kv, json_object *inst, int upper)
 {
 	size_t n;
 
@@ -953,26 +953,25 @@ v_max_length(
 	if (spend(v, (long)(n / 16)))
 		return 1;
 	n = utf8_count(json_object_get_string(inst), n);
-	return !size_ok(n, kv, 1) &&
-	    fail(v, "string of %zu characters is longer than %s", n,
-	        show(v, kv));
+	return !size_ok(n, kv, upper) &&
+	    fail(v,
+	        upper ? "string of %zu characters is longer than %s" :
+	                "string of %zu characters is shorter than %s",
+	        n, show(v, kv));
+}
+
+static int
+v_max_length(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_length(v, kv, inst, 1);
 }
 
 static int
 v_min_length(
     struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
 {
-	size_t n;
-
-	if (!json_object_is_type(inst, json_type_string))
-		return 0;
-	n = (size_t)json_object_get_string_len(inst);
-	if (spend(v, (long)(n / 16)))
-		return 1;
-	n = utf8_count(json_object_get_string(inst), n);
-	return !size_ok(n, kv, 0) &&
-	    fail(v, "string of %zu characters is shorter than %s", n,
-	        show(v, kv));
+	return v_length(v, kv, inst, 0);
 }
 
 static int
@@ -1084,30 +1083,34 @@ v_additional_items(
 	return failed;
 }
 
+/* An array's item count: maxItems (upper) or minItems. */
 static int
-v_max_items(
-    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+v_nitems(struct val *v, json_object *kv, json_object *inst, int upper)
 {
 	size_t n;
 
 	if (!json_object_is_type(inst, json_type_array))
 		return 0;
 	n = json_object_array_length(inst);
-	return !size_ok(n, kv, 1) &&
-	    fail(v, "array has %zu items, more than %s", n, show(v, kv));
+	return !size_ok(n, kv, upper) &&
+	    fail(v,
+	        upper ? "array has %zu items, more than %s" :
+	                "array has %zu items, fewer than %s",
+	        n, show(v, kv));
+}
+
+static int
+v_max_items(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_nitems(v, kv, inst, 1);
 }
 
 static int
 v_min_items(
     struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
 {
-	size_t n;
-
-	if (!json_object_is_type(inst, json_type_array))
-		return 0;
-	n = json_object_array_length(inst);
-	return !size_ok(n, kv, 0) &&
-	    fail(v, "array has %zu items, fewer than %s", n, show(v, kv));
+	return v_nitems(v, kv, inst, 0);
 }
 
 static int
@@ -1157,30 +1160,34 @@ v_contains(
 	return fail(v, "no item matches the schema of contains");
 }
 
+/* An object's property count: maxProperties (upper) or minProperties. */
 static int
-v_max_props(
-    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+v_nprops(struct val *v, json_object *kv, json_object *inst, int upper)
 {
 	size_t n;
 
 	if (!json_object_is_type(inst, json_type_object))
 		return 0;
 	n = (size_t)json_object_object_length(inst);
-	return !size_ok(n, kv, 1) &&
-	    fail(v, "object has %zu properties, more than %s", n, show(v, kv));
+	return !size_ok(n, kv, upper) &&
+	    fail(v,
+	        upper ? "object has %zu properties, more than %s" :
+	                "object has %zu properties, fewer than %s",
+	        n, show(v, kv));
+}
+
+static int
+v_max_props(
+    struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
+{
+	return v_nprops(v, kv, inst, 1);
 }
 
 static int
 v_min_props(
     struct val *v, json_object *s, json_object *kv, json_object *inst, int same)
 {
-	size_t n;
-
-	if (!json_object_is_type(inst, json_type_object))
-		return 0;
-	n = (size_t)json_object_object_length(inst);
-	return !size_ok(n, kv, 0) &&
-	    fail(v, "object has %zu properties, fewer than %s", n, show(v, kv));
+	return v_nprops(v, kv, inst, 0);
 }
 
 static int
