@@ -49,6 +49,13 @@ int ctl_status(struct ctl *, int, char **);
 int ctl_top(struct ctl *, int, char **);
 int ctl_stats(struct ctl *, int, char **);
 int ctl_check(struct ctl *, int, char **);
+
+/*
+ * For the commands that find llmqd through the pidfile its configuration
+ * names (status, top): load the configuration, which must exist.
+ * Returns 0, or the exit status (1, or EX_USAGE when there is none).
+ */
+int ctl_daemon_config(struct ctl *);
 int ctl_cancel(struct ctl *, int, char **);
 int ctl_retry(struct ctl *, int, char **);
 int ctl_purge(struct ctl *, int, char **);

@@ -711,14 +711,8 @@ ctl_status(struct ctl *ctl, int argc, char **argv)
 	}
 	if ((rc = ctl_no_args(ctl, argc, argv)) != 0)
 		return rc;
-	/* llmqd is found through the pidfile its configuration names. */
-	if (ctl_load_config(ctl) == -1)
-		return 1;
-	if (ctl->cfg == NULL) {
-		return ctl_usage_error(ctl,
-		    "no configuration to find llmqd by "
-		    "(use -c CONFIG with llmqd's configuration)");
-	}
+	if ((rc = ctl_daemon_config(ctl)) != 0)
+		return rc;
 
 	memset(&st, 0, sizeof(st));
 	st.pidfile = ctl->cfg->pidfile;

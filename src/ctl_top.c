@@ -1052,13 +1052,8 @@ ctl_top(struct ctl *ctl, int argc, char **argv)
 	}
 	if ((rc = ctl_no_args(ctl, argc, argv)) != 0)
 		return rc;
-	if (ctl_load_config(ctl) == -1)
-		return 1;
-	if (ctl->cfg == NULL) {
-		return ctl_usage_error(ctl,
-		    "no configuration to find llmqd by "
-		    "(use -c CONFIG with llmqd's configuration)");
-	}
+	if ((rc = ctl_daemon_config(ctl)) != 0)
+		return rc;
 
 	memset(&t, 0, sizeof(t));
 	t.ctl = ctl;

@@ -352,6 +352,18 @@ ctl_load_config(struct ctl *ctl)
 	return 0;
 }
 
+int
+ctl_daemon_config(struct ctl *ctl)
+{
+	if (ctl_load_config(ctl) == -1)
+		return 1;
+	if (ctl->cfg == NULL)
+		return ctl_usage_error(ctl,
+		    "no configuration to find llmqd by "
+		    "(use -c CONFIG with llmqd's configuration)");
+	return 0;
+}
+
 /*
  * Connect: -d, else the configuration's database, else libpq's
  * environment (an empty dbname makes libpq fall back to PGDATABASE and
